@@ -1,0 +1,125 @@
+"""`ecnas ...`: the command line. Each subcommand is a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import EcnasError
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from .registry import get_registry
+
+    registry = get_registry()
+    for p in registry.plugins:
+        origin = "built-in" if p.builtin else "third-party"
+        state = "loaded" if p.loaded and not p.errors else ("FAILED" if not p.loaded else "loaded with problems")
+        print(f"{p.label}  ({origin}, {p.value})  {state}")
+        for kind, names in sorted(p.provides.items()):
+            print(f"    {kind}: {', '.join(names)}")
+        for err in p.errors:
+            print(f"    problem: {err}")
+    if registry.failures:
+        print(f"\n{len(registry.failures)} plugin(s) had problems; the others work.", file=sys.stderr)
+    return 0
+
+
+def _cmd_tables(args: argparse.Namespace) -> int:
+    from .api import list_tables, load_table, table_dir
+
+    for name in args.rebuild or []:
+        table = load_table(name, mirror=args.mirror, rebuild=True)
+        print(f"rebuilt {table.name}: {len(table)} rows -> {table_dir(name)}")
+    if args.rebuild:
+        return 0
+    for spec in list_tables():
+        cached = "cached" if table_dir(spec.name).exists() else "not built yet"
+        print(f"{spec.name:<20} {spec.space:<12} {cached:<14} {spec.description}")
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from . import datasets
+    from .registry import get_registry
+
+    entries = list(get_registry().items["data files"].values())
+    if args.data_command == "list":
+        rows = datasets.status(entries, mirror=args.mirror)
+        for row in rows:
+            size = f"{row['size'] / 1e6:8.1f} MB"
+            print(f"{row['name']:<38} {size}  {row['license']:<11} {row['where']:<8} {row['path'] or ''}")
+        return 0
+    path = datasets.pull(args.name, entries=entries, mirror=args.mirror, progress=not args.quiet)
+    print(path)
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from .api import query
+
+    rows = query(args.space, args.arch, table=args.table, dataset=args.dataset, epochs=args.epochs,
+                 hardware=args.hardware, campaign=args.campaign)
+    if args.format == "json":
+        print(rows.to_json(orient="records", indent=2))
+        return 0
+    import pandas as pd
+
+    with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 40):
+        print(rows.T.to_string(header=[f"repeat {r}" for r in rows["repeat"]]))
+    if len(rows) > 1:
+        print(f"\nmean over {len(rows)} repeats: train_energy_kwh={rows['train_energy_kwh'].mean():.6g}"
+              + (f", val_acc={rows['val_acc'].mean():.4f}" if "val_acc" in rows else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ecnas", description="Energy-aware neural architecture search.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plugins", help="list loaded plugins, what each provides, and failures")
+    p.set_defaults(func=_cmd_plugins)
+
+    mirror_help = "offline mirror folder laid out like the shared data folder (default: $ECNAS_DATA_MIRROR)"
+    p = sub.add_parser("tables", help="list energy tables, or rebuild them")
+    p.add_argument("--rebuild", nargs="+", metavar="NAME", help="rebuild these tables from their upstream files")
+    p.add_argument("--mirror", type=Path, help=mirror_help)
+    p.set_defaults(func=_cmd_tables)
+
+    p = sub.add_parser("data", help="upstream data files: list, pull")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    d = dsub.add_parser("list", help="every registered file and where it is")
+    d.add_argument("--mirror", type=Path, help=mirror_help)
+    d = dsub.add_parser("pull", help="verified download into the user cache (or verify in the mirror)")
+    d.add_argument("name")
+    d.add_argument("--mirror", type=Path, help=mirror_help)
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("query", help="print the record(s) of one architecture in a table")
+    p.add_argument("space", help="search space, e.g. nasbench101")
+    p.add_argument("--arch", required=True,
+                   help="architecture: NB101 module hash, ADJ:OPS or JSON; NB201 arch string or op indices")
+    p.add_argument("--table", required=True, help="table name (see `ecnas tables`)")
+    p.add_argument("--dataset")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--hardware")
+    p.add_argument("--campaign")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=_cmd_query)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EcnasError as exc:
+        print(f"ecnas: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

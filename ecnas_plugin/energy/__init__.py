@@ -1,0 +1,1 @@
+"""Energy measurement: meters (NVML, RAPL, codecarbon) behind one small interface."""

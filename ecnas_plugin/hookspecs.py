@@ -1,0 +1,60 @@
+"""Every hook a plugin can implement: the whole extension contract, in one file.
+
+A plugin is a module (or object) exposed through the ``ecnas_plugin`` entry-point group::
+
+    [project.entry-points.ecnas_plugin]
+    my_tables = "my_package.ecnas_tables"
+
+and implements some of the hooks below, each marked with ``hookimpl``::
+
+    from ecnas_plugin.hookspecs import hookimpl
+
+    @hookimpl
+    def ecnas_tables():
+        return [TableSpec(...)]
+
+All hooks here are *collectors*: every plugin's answer is gathered, and names must be unique
+across plugins (a second plugin that registers a name already taken is reported and skipped).
+A hook implementation that raises is reported with its distribution and entry point; the other
+plugins keep working. Hook names are checked: a ``hookimpl`` whose name is not specified here
+makes its plugin fail to load, so a typo cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "ecnas_plugin"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def ecnas_search_spaces():
+    """Return a list of :class:`ecnas_plugin.adapters.base.SearchSpaceAdapter` instances.
+
+    Each adapter's ``name`` (e.g. ``"nasbench101"``) is how users and tables refer to the space;
+    its ``canonical_key`` turns any accepted architecture form into the key tables are indexed by.
+    """
+
+
+@hookspec
+def ecnas_tables():
+    """Return a list of :class:`ecnas_plugin.table.TableSpec` describing energy tables.
+
+    A spec names the table, its search space, the data files it is built from (names in the
+    data registry, see ``ecnas_data_files``) and a ``build(paths)`` callable that receives a
+    mapping from those names to verified local paths and returns an
+    :class:`ecnas_plugin.table.EnergyTable`. Building runs once; the result is cached as
+    parquet + JSON manifest in the user cache.
+    """
+
+
+@hookspec
+def ecnas_data_files():
+    """Return a list of :class:`ecnas_plugin.datasets.DataFile` entries.
+
+    Each entry names an upstream file with its URL, size, sha256, license and citation, and the
+    relative path it has inside an offline mirror. Files are only ever used after their sha256
+    has been verified.
+    """

@@ -1,0 +1,202 @@
+"""Energy table columns, units and validation rules: the only place they are defined.
+
+Tables are long format: one row per (space, arch_key, dataset, epochs, hardware, campaign,
+repeat). Every column name carries its unit (``_kwh``, ``_s``, ``_w``, ``_g``...); accuracies are
+fractions in [0, 1]. Optional columns may be absent from a table; a column marked ``nullable``
+may be empty in some rows (e.g. accuracy of an energy-only campaign), every other column may not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import SchemaError
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+
+SOURCES = ("measured", "scaled", "predicted")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "str" | "int" | "float"
+    description: str
+    required: bool = False
+    nullable: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+KEY_COLUMNS = ("space", "arch_key", "dataset", "epochs", "hardware", "campaign", "repeat")
+
+_COLUMNS = [
+    # key
+    Column("space", "str", "search space name, e.g. nasbench101", required=True),
+    Column("arch_key", "str", "canonical architecture key of the space", required=True),
+    Column("dataset", "str", "dataset trained on, e.g. cifar10", required=True),
+    Column("epochs", "int", "training budget in epochs", required=True, minimum=0),
+    Column("hardware", "str", "device the row was measured on", required=True),
+    Column("campaign", "str", "measurement campaign; rows of different campaigns never mix", required=True),
+    Column("repeat", "int", "repeat index of the same (arch, budget)", required=True, minimum=0),
+    # what the row is
+    Column("source", "str", "how the energy was obtained", required=True, choices=SOURCES),
+    # energy and time of training to the budget
+    Column("train_energy_kwh", "float", "energy to train to the budget, PUE applied as the manifest says", required=True, minimum=0),
+    Column("train_time_s", "float", "training time to the budget", minimum=0),
+    Column("co2eq_g", "float", "CO2-equivalent of the training energy", minimum=0),
+    Column("train_energy_sd_kwh", "float", "standard deviation of a predicted training energy", minimum=0),
+    # whole run (training plus evaluations), as the measuring tool reported it
+    Column("run_energy_kwh", "float", "energy of the whole run incl. evaluations, PUE applied", minimum=0),
+    Column("run_time_s", "float", "wall time of the whole run", minimum=0),
+    Column("run_co2eq_g", "float", "CO2-equivalent of the whole run", minimum=0),
+    Column("carbon_intensity_g_per_kwh", "float", "average carbon intensity over the run", minimum=0),
+    # per component, raw (no PUE), whole run
+    Column("gpu_energy_kwh", "float", "raw GPU energy of the whole run, no PUE", minimum=0),
+    Column("cpu_energy_kwh", "float", "raw CPU energy of the whole run, no PUE", minimum=0),
+    Column("ram_energy_kwh", "float", "raw RAM energy of the whole run, no PUE", minimum=0),
+    Column("gpu_power_w", "float", "average GPU power over the run", minimum=0),
+    Column("cpu_power_w", "float", "average CPU power over the run", minimum=0),
+    Column("gpu_devices", "str", "GPU device names, ';'-separated"),
+    Column("cpu_devices", "str", "CPU device names, ';'-separated"),
+    Column("infer_energy_mj", "float", "inference energy per sample", minimum=0),
+    # quality
+    Column("train_acc", "float", "training accuracy at the budget (fraction)", nullable=True, minimum=0, maximum=1),
+    Column("val_acc", "float", "validation accuracy at the budget (fraction)", nullable=True, minimum=0, maximum=1),
+    Column("test_acc", "float", "test accuracy at the budget (fraction)", nullable=True, minimum=0, maximum=1),
+    Column("nb101_val_acc_108", "float",
+           "NAS-Bench-101's own 108-epoch validation accuracy (NASLib zc file), joined for reference, not measured in this campaign",
+           nullable=True, minimum=0, maximum=1),
+    # size
+    Column("params", "int", "trainable parameters", minimum=0),
+    Column("flops", "float", "floating point operations of one forward pass", minimum=0),
+]
+
+# Per-checkpoint values (evaluations during training), stored beside the table.
+CHECKPOINT_COLUMNS = KEY_COLUMNS + ("checkpoint",)
+_CHECKPOINT_COLUMNS = [
+    Column("checkpoint", "int", "position of the evaluation in the run (0 = untrained)", required=True, minimum=0),
+    Column("epoch", "float", "epoch reached at this evaluation", required=True, minimum=0),
+    Column("train_time_s", "float", "training time to this point", minimum=0),
+    Column("train_acc", "float", "training accuracy (fraction)", nullable=True, minimum=0, maximum=1),
+    Column("val_acc", "float", "validation accuracy (fraction)", nullable=True, minimum=0, maximum=1),
+    Column("test_acc", "float", "test accuracy (fraction)", nullable=True, minimum=0, maximum=1),
+    Column("energy_kwh", "float", "energy to this point, cumulative", minimum=0),
+    Column("co2eq_g", "float", "CO2-equivalent to this point, cumulative", minimum=0),
+    Column("carbon_intensity_g_per_kwh", "float", "average carbon intensity", minimum=0),
+    Column("start_time", "str", "evaluation start timestamp as recorded"),
+    Column("stop_time", "str", "evaluation stop timestamp as recorded"),
+    Column("tracker_predicted_energy_kwh", "float", "the tracker's PREDICTION of full-budget energy (not a measurement)", nullable=True, minimum=0),
+    Column("tracker_predicted_co2eq_g", "float", "the tracker's PREDICTION of full-budget CO2 (not a measurement)", nullable=True, minimum=0),
+    Column("tracker_predicted_time_s", "float", "the tracker's PREDICTION of full-budget time (not a measurement)", nullable=True, minimum=0),
+    Column("tracker_predicted_intensity_g_per_kwh", "float", "the tracker's PREDICTION of carbon intensity", nullable=True, minimum=0),
+    Column("checkpoint_path", "str", "checkpoint path as recorded"),
+]
+
+COLUMNS: dict[str, Column] = {c.name: c for c in _COLUMNS}
+CHECKPOINT_SCHEMA: dict[str, Column] = {
+    **{k: COLUMNS[k] for k in KEY_COLUMNS},
+    **{c.name: c for c in _CHECKPOINT_COLUMNS},
+}
+
+_DTYPES = {"str": object, "int": "int64", "float": "float64"}
+
+
+def _rows(mask: np.ndarray, frame: pd.DataFrame, limit: int = 5) -> list[object]:
+    return list(frame.index[np.flatnonzero(mask)[:limit]])
+
+
+def _describe_rows(rows: list[object], total: int) -> str:
+    more = f" and {total - len(rows)} more" if total > len(rows) else ""
+    return f"row(s) {', '.join(str(r) for r in rows)}{more}"
+
+
+def validate_frame(frame: pd.DataFrame, columns: dict[str, Column] | None = None,
+                   key: tuple[str, ...] = KEY_COLUMNS, what: str = "table") -> pd.DataFrame:
+    """Check ``frame`` against the schema and return it with canonical dtypes.
+
+    Raises SchemaError naming the column and the first offending rows for: unknown or missing
+    columns, NaN or empty values where not allowed, negative energy, accuracy outside [0, 1],
+    values outside their choices, and duplicate keys.
+    """
+    columns = COLUMNS if columns is None else columns
+    unknown = [c for c in frame.columns if c not in columns]
+    if unknown:
+        raise SchemaError(f"{what}: unknown column(s) {unknown}; the schema defines {sorted(columns)}",
+                          column=unknown[0])
+    missing = [c.name for c in columns.values() if c.required and c.name not in frame.columns]
+    if missing:
+        raise SchemaError(f"{what}: missing required column(s) {missing}", column=missing[0])
+
+    out = {}
+    for name in frame.columns:
+        col = columns[name]
+        values = frame[name]
+        empty = values.isna().to_numpy()
+        if empty.any() and not col.nullable:
+            rows = _rows(empty, frame)
+            raise SchemaError(f"{what}: column {name!r} has NaN/empty values at "
+                              f"{_describe_rows(rows, int(empty.sum()))}", column=name, rows=rows)
+        if col.kind == "str":
+            bad = ~empty & ~values.map(lambda v: isinstance(v, str)).to_numpy()
+            if bad.any():
+                rows = _rows(bad, frame)
+                raise SchemaError(f"{what}: column {name!r} must hold text; bad values at "
+                                  f"{_describe_rows(rows, int(bad.sum()))}", column=name, rows=rows)
+            converted = values.astype(object)
+        else:
+            try:
+                numeric = pd.to_numeric(values, errors="raise")
+            except (ValueError, TypeError) as exc:
+                raise SchemaError(f"{what}: column {name!r} must be numeric: {exc}", column=name) from None
+            arr = numeric.to_numpy(dtype="float64", na_value=np.nan)
+            if col.kind == "int":
+                frac = ~empty & (np.floor(arr) != arr)
+                if frac.any():
+                    rows = _rows(frac, frame)
+                    raise SchemaError(f"{what}: column {name!r} must hold integers; bad values at "
+                                      f"{_describe_rows(rows, int(frac.sum()))}", column=name, rows=rows)
+            inf = np.isinf(arr)
+            if inf.any():
+                rows = _rows(inf, frame)
+                raise SchemaError(f"{what}: column {name!r} has infinite values at "
+                                  f"{_describe_rows(rows, int(inf.sum()))}", column=name, rows=rows)
+            for bound, test, word in ((col.minimum, np.less, "below"), (col.maximum, np.greater, "above")):
+                if bound is None:
+                    continue
+                with np.errstate(invalid="ignore"):
+                    bad = test(arr, bound) & ~empty
+                if bad.any():
+                    rows = _rows(bad, frame)
+                    raise SchemaError(
+                        f"{what}: column {name!r} has values {word} {bound} at "
+                        f"{_describe_rows(rows, int(bad.sum()))} (e.g. {arr[np.flatnonzero(bad)[0]]!r})",
+                        column=name, rows=rows)
+            converted = numeric.astype("float64") if (col.kind == "float" or empty.any()) else numeric.astype("int64")
+        if col.choices is not None:
+            bad = ~empty & ~values.isin(col.choices).to_numpy()
+            if bad.any():
+                rows = _rows(bad, frame)
+                raise SchemaError(f"{what}: column {name!r} must be one of {list(col.choices)}; bad values at "
+                                  f"{_describe_rows(rows, int(bad.sum()))}", column=name, rows=rows)
+        out[name] = converted
+
+    result = pd.DataFrame(out, index=frame.index)
+    dup = result.duplicated(list(key), keep=False).to_numpy()
+    if dup.any():
+        rows = _rows(dup, result)
+        first = result.iloc[np.flatnonzero(dup)[0]][list(key)].to_dict()
+        raise SchemaError(f"{what}: duplicate key {first} at {_describe_rows(rows, int(dup.sum()))}",
+                          column="arch_key", rows=rows)
+    return result.reset_index(drop=True)
+
+
+def check_schema_version(version: object, where: str) -> None:
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise SchemaError(f"{where}: schema version {version!r} is not known to this ecnas-plugin "
+                          f"(supported: {list(SUPPORTED_SCHEMA_VERSIONS)}); upgrade ecnas-plugin or rebuild the table")

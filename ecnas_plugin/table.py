@@ -1,0 +1,328 @@
+"""EnergyTable: a validated long-format table with its provenance manifest.
+
+Stored as a folder holding ``table.parquet``, optional ``checkpoints.parquet`` and
+``manifest.json`` (never pickle: loading a table cannot run code). Handed to users as pandas
+DataFrames; single lookups go through a prebuilt dict of read-only records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .datasets import sha256_file
+from .errors import DataFormatError, SchemaError, UnknownName
+from .schema import (
+    CHECKPOINT_COLUMNS,
+    CHECKPOINT_SCHEMA,
+    KEY_COLUMNS,
+    SCHEMA_VERSION,
+    check_schema_version,
+    validate_frame,
+)
+
+# The lookup key inside one table (a table holds one search space).
+LOOKUP_KEY = ("arch_key", "dataset", "epochs", "hardware", "campaign", "repeat")
+
+_WHAT = {"epochs": "epoch budget"}  # how key columns are named in messages
+
+TABLE_FILE = "table.parquet"
+CHECKPOINTS_FILE = "checkpoints.parquet"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Provenance that travels with every table."""
+
+    name: str
+    space: str
+    description: str
+    tool: str  # what measured the energy (e.g. carbontracker), or the model that predicted it
+    pue: float | None  # power usage effectiveness already applied to the energy columns (1.0 = none, None = not recorded upstream)
+    components: tuple[str, ...]  # what was measured: gpu, cpu, ram
+    license: str
+    citation: str
+    hardware: tuple[str, ...] = ()
+    source_files: tuple[Mapping[str, str], ...] = ()  # [{"name", "sha256"}] the table was built from
+    notes: str = ""
+    schema_version: int = SCHEMA_VERSION
+    created: str = ""
+    rows: int = 0
+    checksum: str = ""  # sha256 of table.parquet
+    checkpoints_checksum: str = ""
+    ecnas_plugin_version: str = __version__
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["source_files"] = [dict(s) for s in self.source_files]
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> Manifest:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(where, exc.pos, f"manifest is not valid JSON: {exc.msg}") from None
+        if not isinstance(data, dict):
+            raise DataFormatError(where, None, "manifest must be a JSON object")
+        check_schema_version(data.get("schema_version"), where)
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SchemaError(f"{where}: unknown manifest field(s) {unknown}", column=unknown[0])
+        missing = sorted(n for n, f in cls.__dataclass_fields__.items()
+                         if n not in data and f.default is MISSING and f.default_factory is MISSING)
+        if missing:
+            raise SchemaError(f"{where}: manifest lacks field(s) {missing}", column=missing[0])
+        data["components"] = tuple(data["components"])
+        data["hardware"] = tuple(data.get("hardware", ()))
+        data["source_files"] = tuple(data.get("source_files", ()))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table a plugin can build: its name, space, the data files it needs and how to build it."""
+
+    name: str
+    space: str
+    description: str
+    data_files: tuple[str, ...]
+    build: Callable[[Mapping[str, Path]], EnergyTable] = field(repr=False)
+
+
+class EnergyTable:
+    """A validated energy table of one search space plus its manifest.
+
+    ``frame`` is the long-format DataFrame; ``checkpoints`` (or None) holds per-evaluation
+    values of each run. Lookups: ``get`` (one full key, O(1)), ``lookup`` (partial key, all
+    matching rows), ``get_many`` (vectorised).
+    """
+
+    def __init__(self, frame: pd.DataFrame, manifest: Manifest, checkpoints: pd.DataFrame | None = None):
+        self.frame = validate_frame(frame, what=f"table {manifest.name!r}")
+        spaces = self.frame["space"].unique()
+        if len(spaces) != 1 or spaces[0] != manifest.space:
+            raise SchemaError(f"table {manifest.name!r}: rows must all be of space {manifest.space!r}, "
+                              f"found {sorted(spaces)}", column="space")
+        self.checkpoints = None
+        if checkpoints is not None:
+            self.checkpoints = validate_frame(checkpoints, CHECKPOINT_SCHEMA, CHECKPOINT_COLUMNS,
+                                              what=f"checkpoints of table {manifest.name!r}")
+        hardware = tuple(sorted(self.frame["hardware"].unique()))
+        self.manifest = replace(manifest, rows=len(self.frame), hardware=hardware)
+        self._records: dict[tuple, Mapping] | None = None
+        self._by_arch: dict[str, np.ndarray] | None = None
+        self._defaults = {c: (vals[0] if len(vals) == 1 else None)
+                          for c in ("dataset", "epochs", "hardware", "campaign")
+                          for vals in [self.frame[c].unique()]}
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def space(self) -> str:
+        return self.manifest.space
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __repr__(self) -> str:
+        return f"EnergyTable({self.name!r}, space={self.space!r}, rows={len(self)})"
+
+    def values(self, column: str) -> list:
+        """Sorted distinct values of a column (e.g. ``values("epochs")``)."""
+        return sorted(self.frame[column].unique().tolist())
+
+    # ------------------------------------------------------------------ lookup
+    def _build_index(self) -> None:
+        cols = [c for c in self.frame.columns]
+        keys = zip(*(self.frame[c].tolist() for c in LOOKUP_KEY))
+        rows = zip(*(self.frame[c].tolist() for c in cols))
+        self._records = {k: MappingProxyType(dict(zip(cols, r))) for k, r in zip(keys, rows)}
+        codes, uniques = pd.factorize(self.frame["arch_key"])
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        self._by_arch = {u: order[bounds[i]:bounds[i + 1]] for i, u in enumerate(uniques)}
+
+    def get(self, arch_key: str, dataset: str | None = None, epochs: int | None = None,
+            hardware: str | None = None, campaign: str | None = None, repeat: int = 0) -> Mapping:
+        """The one row with this key, as a read-only mapping column → value.
+
+        ``dataset``, ``epochs``, ``hardware`` and ``campaign`` may be left out where the table
+        has a single value for them. Raises UnknownName naming what does not exist.
+        """
+        if self._records is None:
+            self._build_index()
+        d = self._defaults
+        key = (arch_key, dataset or d["dataset"], d["epochs"] if epochs is None else epochs,
+               hardware or d["hardware"], campaign or d["campaign"], repeat)
+        try:
+            return self._records[key]  # type: ignore[index]
+        except KeyError:
+            raise self._unknown(dict(zip(LOOKUP_KEY, key))) from None
+
+    def lookup(self, arch_key: str, **partial: object) -> pd.DataFrame:
+        """All rows of ``arch_key`` matching the given key columns (e.g. every repeat)."""
+        if self._by_arch is None:
+            self._build_index()
+        bad = sorted(set(partial) - set(LOOKUP_KEY))
+        if bad:
+            raise UnknownName("key column", bad[0], LOOKUP_KEY[1:])
+        positions = self._by_arch.get(arch_key)  # type: ignore[union-attr]
+        if positions is None:
+            raise UnknownName(f"{self.space} architecture", arch_key, self._by_arch.keys(),  # type: ignore[union-attr]
+                              context=f"in table {self.name!r}")
+        rows = self.frame.iloc[positions]
+        for col, value in partial.items():
+            if value is None:
+                continue
+            hit = rows[col] == value
+            if not hit.any():
+                raise UnknownName(_WHAT.get(col, col), value, rows[col].unique().tolist(),
+                                  context=f"for architecture {arch_key} in table {self.name!r}")
+            rows = rows[hit]
+        return rows
+
+    def get_many(self, arch_keys: Iterable[str], dataset: str | None = None, epochs: object = None,
+                 hardware: str | None = None, campaign: str | None = None, repeat: object = 0) -> pd.DataFrame:
+        """Vectorised ``get``: one row per key, in order. Scalars broadcast; arrays align with keys."""
+        if self._records is None:
+            self._build_index()
+        keys = list(arch_keys)
+        n = len(keys)
+        d = self._defaults
+
+        def column(value, default):
+            value = default if value is None else value
+            if np.ndim(value) == 0:
+                return [value] * n
+            value = list(value)
+            if len(value) != n:
+                raise ValueError(f"get_many: got {len(value)} values for {n} architectures")
+            return value
+
+        cols = (keys, column(dataset, d["dataset"]), column(epochs, d["epochs"]),
+                column(hardware, d["hardware"]), column(campaign, d["campaign"]), column(repeat, 0))
+        index = self._position_index()
+        try:
+            positions = np.fromiter((index[k] for k in zip(*cols)), dtype=np.int64, count=n)
+        except KeyError as exc:
+            raise self._unknown(dict(zip(LOOKUP_KEY, exc.args[0]))) from None
+        return self.frame.iloc[positions].reset_index(drop=True)
+
+    def _position_index(self) -> dict[tuple, int]:
+        if getattr(self, "_positions", None) is None:
+            keys = zip(*(self.frame[c].tolist() for c in LOOKUP_KEY))
+            self._positions = {k: i for i, k in enumerate(keys)}
+        return self._positions
+
+    def _unknown(self, key: Mapping[str, object]) -> UnknownName:
+        """Explain the first key part that does not exist, listing what does."""
+        arch = key["arch_key"]
+        if self._by_arch is None:
+            self._build_index()
+        if arch not in self._by_arch:  # type: ignore[operator]
+            return UnknownName(f"{self.space} architecture", arch, self._by_arch.keys(),  # type: ignore[union-attr]
+                               context=f"in table {self.name!r}")
+        rows = self.frame.iloc[self._by_arch[arch]]  # type: ignore[index]
+        for col in LOOKUP_KEY[1:]:
+            value = key[col]
+            options = rows[col].unique().tolist()
+            if value is None:
+                return UnknownName(_WHAT.get(col, col), None, options,
+                                   context=f"(not given, and table {self.name!r} has several for {arch})")
+            hit = rows[col] == value
+            if not hit.any():
+                return UnknownName(_WHAT.get(col, col), value, options,
+                                   context=f"for architecture {arch} in table {self.name!r}")
+            rows = rows[hit]
+        return UnknownName("row", tuple(key.values()), context=f"in table {self.name!r}")
+
+    # ------------------------------------------------------------------ merge
+    def merge(self, other: EnergyTable, name: str | None = None) -> EnergyTable:
+        """A new table holding the rows of both; duplicate keys are refused, not overwritten."""
+        if other.space != self.space:
+            raise SchemaError(f"cannot merge table {other.name!r} (space {other.space!r}) into "
+                              f"{self.name!r} (space {self.space!r})", column="space")
+        frame = pd.concat([self.frame, other.frame], ignore_index=True)
+        checkpoints = None
+        if self.checkpoints is not None or other.checkpoints is not None:
+            checkpoints = pd.concat([c for c in (self.checkpoints, other.checkpoints) if c is not None],
+                                    ignore_index=True)
+        m = self.manifest
+        merged = replace(
+            m, name=name or m.name,
+            components=tuple(sorted(set(m.components) | set(other.manifest.components))),
+            source_files=m.source_files + other.manifest.source_files,
+            notes=(m.notes + f"\nmerged with {other.name!r} ({other.manifest.tool}, PUE {other.manifest.pue})").strip(),
+        )
+        if other.manifest.pue != m.pue:
+            raise SchemaError(f"cannot merge table {other.name!r} with PUE {other.manifest.pue} into "
+                              f"{self.name!r} with PUE {m.pue}: energies would not be comparable")
+        return EnergyTable(frame, merged, checkpoints)
+
+    # ------------------------------------------------------------------ storage
+    def save(self, folder: Path) -> Path:
+        """Write the table to ``folder`` atomically (a temp folder renamed into place)."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            self.frame.to_parquet(tmp / TABLE_FILE, index=False)
+            manifest = replace(self.manifest, checksum=sha256_file(tmp / TABLE_FILE),
+                               created=self.manifest.created or datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            if self.checkpoints is not None:
+                self.checkpoints.to_parquet(tmp / CHECKPOINTS_FILE, index=False)
+                manifest = replace(manifest, checkpoints_checksum=sha256_file(tmp / CHECKPOINTS_FILE))
+            (tmp / MANIFEST_FILE).write_text(manifest.to_json())
+            if folder.exists():
+                old = folder.with_name(f".{folder.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(folder, old)
+                os.replace(tmp, folder)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.manifest = manifest
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> EnergyTable:
+        """Read a table folder, verifying checksums and the schema version."""
+        folder = Path(folder)
+        mpath = folder / MANIFEST_FILE
+        if not mpath.is_file():
+            raise DataFormatError(folder, None, f"not a table folder: {MANIFEST_FILE} is missing")
+        manifest = Manifest.from_json(mpath.read_text(), str(mpath))
+        frame = _read_verified(folder / TABLE_FILE, manifest.checksum)
+        checkpoints = None
+        if manifest.checkpoints_checksum:
+            checkpoints = _read_verified(folder / CHECKPOINTS_FILE, manifest.checkpoints_checksum)
+        return cls(frame, manifest, checkpoints)
+
+
+def _read_verified(path: Path, checksum: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataFormatError(path, None, "file is missing")
+    actual = sha256_file(path)
+    if actual != checksum:
+        raise DataFormatError(path, None, f"sha256 {actual} does not match the manifest's {checksum}")
+    return pd.read_parquet(path)

@@ -1,0 +1,141 @@
+"""EnergyTable: validation, storage, lookups, merge."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ecnas_plugin as ep
+from ecnas_plugin.errors import DataFormatError, SchemaError, UnknownName
+from ecnas_plugin.table import EnergyTable, Manifest
+
+
+def _manifest(name="t") -> Manifest:
+    return Manifest(name=name, space="nasbench101", description="test rows", tool="test", pue=1.0,
+                    components=("gpu",), license="MIT", citation="none")
+
+
+def _rows(n=4, **overrides) -> pd.DataFrame:
+    frame = pd.DataFrame({
+        "space": "nasbench101", "arch_key": [f"{i:032x}" for i in range(n)], "dataset": "cifar10",
+        "epochs": 4, "hardware": "gpu-x", "campaign": "c", "repeat": 0, "source": "measured",
+        "train_energy_kwh": np.linspace(0.01, 0.02, n), "val_acc": np.linspace(0.5, 0.9, n),
+    })
+    for col, value in overrides.items():
+        frame[col] = value
+    return frame
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("train_energy_kwh", np.nan, r"column 'train_energy_kwh' has NaN/empty values at row\(s\) 2"),
+    ("train_energy_kwh", -0.5, r"column 'train_energy_kwh' has values below 0 at row\(s\) 2"),
+    ("val_acc", 93.1, r"column 'val_acc' has values above 1 at row\(s\) 2"),
+    ("source", "guessed", r"column 'source' must be one of \['measured', 'scaled', 'predicted'\]"),
+    ("train_energy_kwh", np.inf, r"column 'train_energy_kwh' has infinite values"),
+    ("epochs", 4.5, r"column 'epochs' must hold integers"),
+])
+def test_validation_names_column_and_row(column, value, message):
+    frame = _rows()
+    frame[column] = frame[column].astype(object)
+    frame.loc[2, column] = value
+    with pytest.raises(SchemaError, match=message) as info:
+        EnergyTable(frame, _manifest())
+    assert info.value.column == column and info.value.rows == [2]
+
+
+def test_duplicates_unknown_and_missing_columns_are_refused():
+    frame = _rows()
+    frame.loc[3, "arch_key"] = frame.loc[1, "arch_key"]
+    with pytest.raises(SchemaError, match=r"duplicate key .* at row\(s\) 1, 3"):
+        EnergyTable(frame, _manifest())
+    with pytest.raises(SchemaError, match=r"unknown column\(s\) \['energy'\]"):
+        EnergyTable(_rows(energy=1.0), _manifest())
+    with pytest.raises(SchemaError, match=r"missing required column\(s\) \['train_energy_kwh'\]"):
+        EnergyTable(_rows().drop(columns="train_energy_kwh"), _manifest())
+
+
+def test_accuracy_may_be_empty_energy_may_not():
+    frame = _rows()
+    frame.loc[1, "val_acc"] = np.nan  # an energy-only row: accuracy not measured
+    assert np.isnan(EnergyTable(frame, _manifest()).get(frame.arch_key[1])["val_acc"])
+
+
+def test_save_load_round_trip_and_checksums(tmp_path):
+    table = ep.load_table("ecnas-4v")
+    folder = table.save(tmp_path / "copy")
+    loaded = EnergyTable.load(folder)
+    pd.testing.assert_frame_equal(loaded.frame, table.frame)
+    pd.testing.assert_frame_equal(loaded.checkpoints, table.checkpoints)
+    assert loaded.manifest == table.manifest
+    assert loaded.manifest.checksum and loaded.manifest.rows == 1092
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["schema_version"] = 99
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SchemaError, match="schema version 99 is not known"):
+        EnergyTable.load(folder)
+
+    folder = table.save(tmp_path / "copy2")
+    raw = bytearray((folder / "table.parquet").read_bytes())
+    raw[100] ^= 0xFF
+    (folder / "table.parquet").write_bytes(bytes(raw))
+    with pytest.raises(DataFormatError, match="table.parquet: sha256 .* does not match the manifest"):
+        EnergyTable.load(folder)
+
+
+def test_get_lookup_and_get_many_agree_with_the_frame():
+    table = ep.load_table("ecnas-4v")
+    f = table.frame
+    sample = f.sample(50, random_state=0)
+    for _, row in sample.iterrows():
+        rec = table.get(row["arch_key"], epochs=int(row["epochs"]), repeat=int(row["repeat"]))
+        assert rec["train_energy_kwh"] == row["train_energy_kwh"] and rec["val_acc"] == row["val_acc"]
+    many = table.get_many(sample["arch_key"], epochs=sample["epochs"], repeat=sample["repeat"])
+    np.testing.assert_array_equal(many["train_energy_kwh"], sample["train_energy_kwh"])
+    rows = table.lookup(sample.arch_key.iloc[0], epochs=108)
+    assert sorted(rows["repeat"]) == [0, 1, 2]
+    with pytest.raises(TypeError):
+        table.get(sample.arch_key.iloc[0], epochs=4)["train_energy_kwh"] = 0  # records are read-only
+
+
+def test_unknown_keys_say_what_exists():
+    table = ep.load_table("ecnas-4v")
+    key = table.frame.arch_key.iloc[0]
+    with pytest.raises(UnknownName, match=r"unknown epoch budget 50 .*; available: 4, 12, 36, 108"):
+        table.get(key, epochs=50)
+    with pytest.raises(UnknownName, match=r"unknown epoch budget None \(not given"):
+        table.get(key)
+    with pytest.raises(UnknownName, match=r"unknown dataset 'cifar100' .*available: cifar10"):
+        table.lookup(key, dataset="cifar100")
+    with pytest.raises(UnknownName, match=r"unknown nasbench101 architecture 'f{32}' in table 'ecnas-4v'"):
+        table.get("f" * 32, epochs=4)
+    with pytest.raises(UnknownName, match=r"unknown repeat 7"):
+        table.get_many([key, key], epochs=4, repeat=[0, 7])
+
+
+def test_merge_refuses_duplicates_and_mixed_pue():
+    a = EnergyTable(_rows(4), _manifest("a"))
+    b = EnergyTable(_rows(4).assign(campaign="d"), _manifest("b"))
+    merged = a.merge(b, name="ab")
+    assert len(merged) == 8 and merged.name == "ab"
+    with pytest.raises(SchemaError, match="duplicate key"):
+        a.merge(a)
+    c = EnergyTable(_rows(4).assign(campaign="e"), replace(_manifest("c"), pue=1.59))
+    with pytest.raises(SchemaError, match="PUE 1.59"):
+        a.merge(c)
+
+
+def test_query_api_accepts_any_arch_form():
+    by_hash = ep.query("nasbench101", "5529e1779433733d1145e20de5d8604e", table="ecnas-4v", epochs=108)
+    by_spec = ep.query("nasbench101", "0110001100010000:input,conv1x1-bn-relu,conv3x3-bn-relu,output",
+                       table="ecnas-4v", epochs=108)
+    pd.testing.assert_frame_equal(by_hash, by_spec)
+    assert len(by_hash) == 3
+    with pytest.raises(UnknownName, match="unknown table 'nope'"):
+        ep.query("nasbench101", "5529e1779433733d1145e20de5d8604e", table="nope")
+    with pytest.raises(SchemaError, match="holds space 'nasbench101', not 'nasbench201'"):
+        ep.query("nasbench201", "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", table="ecnas-4v")
