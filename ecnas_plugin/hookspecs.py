@@ -58,3 +58,23 @@ def ecnas_data_files():
     relative path it has inside an offline mirror. Files are only ever used after their sha256
     has been verified.
     """
+
+
+@hookspec
+def ecnas_meters():
+    """Return a list of :class:`ecnas_plugin.energy.meters.Meter` subclasses (classes, not instances).
+
+    Each class has a unique ``name`` (e.g. ``"nvml"``), the ``components`` it measures
+    (``"gpu"``, ``"cpu"``, ``"ram"``) and a ``probe()`` classmethod saying whether it works on
+    this machine and, if not, why. ``ecnas meters`` lists them.
+    """
+
+
+@hookspec
+def ecnas_surrogates():
+    """Return a list of surrogate model classes (subclasses of
+    :class:`ecnas_plugin.energy.surrogates.Surrogate`), each with a unique ``name``.
+
+    A surrogate fits on a measured table's features and predicts energy with a standard deviation;
+    its predictions are always labelled ``source = "predicted"``.
+    """

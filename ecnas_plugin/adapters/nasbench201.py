@@ -182,6 +182,21 @@ class Nb201Index:
         return self._by_index[i]
 
 
+INDEX_FILE = "nb201_index_to_arch_str.csv"
+_DEFAULT_INDEX: Nb201Index | None = None
+
+
+def default_index() -> Nb201Index:
+    """The standard NAS-Bench-201 index, from the data registry (offline mirror, cache or download)."""
+    global _DEFAULT_INDEX
+    if _DEFAULT_INDEX is None:
+        from ..datasets import resolve
+        from ..registry import get_registry
+
+        _DEFAULT_INDEX = Nb201Index.from_csv(resolve(get_registry().data_file(INDEX_FILE)))
+    return _DEFAULT_INDEX
+
+
 class NasBench201(SearchSpaceAdapter):
     """NAS-Bench-201 cells, keyed by architecture string."""
 
@@ -203,10 +218,13 @@ class NasBench201(SearchSpaceAdapter):
         )
 
     def parse_arch(self, text: str) -> str:
-        """Parse an arch string, ``"(0, 2, 3, 2, 3, 1)"`` or ``"0,2,3,2,3,1"`` (NASLib order)."""
+        """Parse an arch string, ``"(0, 2, 3, 2, 3, 1)"`` or ``"0,2,3,2,3,1"`` (NASLib order), or a
+        plain NAS-Bench-201 index such as ``"1234"``."""
         s = text.strip()
         if s.startswith("|"):
             return to_arch_str(parse_arch_str(s))
+        if re.fullmatch(r"\d+", s):
+            return default_index().arch_str_of(int(s))
         body = s[1:-1] if s[:1] in "([" and s[-1:] in ")]" and len(s) >= 2 else s
         parts = [p.strip() for p in body.split(",")]
         if not all(re.fullmatch(r"\d+", p) for p in parts):
