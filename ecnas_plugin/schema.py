@@ -56,6 +56,8 @@ _COLUMNS = [
     Column("run_time_s", "float", "wall time of the whole run", minimum=0),
     Column("run_co2eq_g", "float", "CO2-equivalent of the whole run", minimum=0),
     Column("carbon_intensity_g_per_kwh", "float", "average carbon intensity over the run", minimum=0),
+    Column("run_start_time", "str", "start timestamp of the run as recorded", nullable=True),
+    Column("run_stop_time", "str", "stop timestamp of the run as recorded", nullable=True),
     # per component, raw (no PUE), whole run
     Column("gpu_energy_kwh", "float", "raw GPU energy of the whole run, no PUE", minimum=0),
     Column("cpu_energy_kwh", "float", "raw CPU energy of the whole run, no PUE", minimum=0),

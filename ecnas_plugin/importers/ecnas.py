@@ -143,6 +143,9 @@ def read_ecnas_tfrecord(path: Path, campaign: str, scaled_above: int | None = No
             }
         except KeyError as exc:
             raise DataFormatError(path, offset, f"record of {stored_hash} lacks field {exc.args[0]!r}") from None
+        for field in ("start_time", "stop_time"):  # not every file records them
+            if field in metrics:
+                row[f"run_{field}"] = metrics[field]
         if gpu:
             row.update(gpu_energy_kwh=gpu[0], gpu_power_w=gpu[1], gpu_devices=gpu[2])
         if cpu:
