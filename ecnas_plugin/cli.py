@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--campaign")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_query)
+
+    from .study.cli import add_subparser as add_study
+
+    add_study(sub)
     return parser
 
 

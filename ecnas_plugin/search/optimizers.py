@@ -1,0 +1,168 @@
+"""Built-in optimizers: random search, regularized evolution, and SMS-EMOA-style multi-objective evolution.
+
+All three speak one small ask/tell interface, so one loop (:func:`ecnas_plugin.search.run.run_search`)
+drives them and NASLib is not needed. Single-objective optimizers maximise a scalar
+``objective(acc, energy_kwh)``; the multi-objective one maximises accuracy and minimises
+training energy at once. No optimizer proposes a cell it has already evaluated (a real search
+would reuse the trained model, not pay for it twice), so every evaluation costs energy.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from typing import ClassVar
+
+import moocore
+import numpy as np
+
+from ecnas_plugin.adapters.nasbench101 import Cell
+from ecnas_plugin.errors import UnknownName
+
+from .space import Evaluation, TabularSpace
+
+ScalarObjective = Callable[[float, float], float]  # (accuracy fraction, energy kWh) -> value to maximise
+
+
+class Optimizer(ABC):
+    """Ask/tell search over a :class:`TabularSpace`.
+
+    ``propose()`` returns the next cell to train; ``observe(evaluation, score)`` reports its
+    result (``score`` is the scalar objective value, None for multi-objective optimizers).
+    """
+
+    name: ClassVar[str]
+    multi_objective: ClassVar[bool] = False
+    params: ClassVar[dict[str, object]] = {}
+
+    def __init__(self, space: TabularSpace, rng: np.random.Generator, **params: object):
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            raise UnknownName(f"parameter of optimizer {self.name!r}", unknown[0], self.params)
+        self.space = space
+        self.rng = rng
+        self.seen: set[str] = set()
+        for k, default in self.params.items():
+            setattr(self, k, params.get(k, default))
+
+    def _fresh(self, cell: Cell | None) -> Cell:
+        """``cell`` if not yet evaluated, else a random unevaluated cell."""
+        if cell is not None and self.space.key(cell) not in self.seen:
+            return cell
+        return self.space.sample(self.rng, exclude=self.seen)
+
+    def _mutate_fresh(self, parent: Cell, tries: int = 20) -> Cell:
+        """A mutation of ``parent`` not evaluated yet (a random fresh cell if 20 tries fail)."""
+        for _ in range(tries):
+            child = self.space.mutate(parent, self.rng)
+            if self.space.key(child) not in self.seen:
+                return child
+        return self._fresh(None)
+
+    @abstractmethod
+    def propose(self) -> Cell: ...
+
+    def observe(self, evaluation: Evaluation, score: float | None) -> None:
+        self.seen.add(evaluation.key)
+
+
+class RandomSearch(Optimizer):
+    """Uniform sampling without repetition."""
+
+    name = "random"
+
+    def propose(self) -> Cell:
+        return self._fresh(None)
+
+
+class RegularizedEvolution(Optimizer):
+    """Real et al. (2019): tournament selection, mutation, the oldest member dies."""
+
+    name = "evolution"
+    params = {"population_size": 10, "sample_size": 3}
+
+    def __init__(self, space: TabularSpace, rng: np.random.Generator, **params: object):
+        super().__init__(space, rng, **params)
+        self.population: deque[tuple[Cell, float]] = deque()
+
+    def propose(self) -> Cell:
+        if len(self.population) < self.population_size:
+            return self._fresh(None)
+        idx = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)), replace=False)
+        parent = max((self.population[i] for i in idx), key=lambda p: p[1])[0]
+        return self._mutate_fresh(parent)
+
+    def observe(self, evaluation: Evaluation, score: float | None) -> None:
+        super().observe(evaluation, score)
+        if score is None:
+            raise ValueError("regularized evolution needs a scalar objective value")
+        self.population.append((evaluation.cell, score))
+        if len(self.population) > self.population_size:
+            self.population.popleft()
+
+
+class SmsEmoa(Optimizer):
+    """Steady-state multi-objective evolution (SMS-EMOA, Beume et al. 2007) on (accuracy, energy).
+
+    Parents by binary tournament on non-dominated rank; a child joins the population and, when
+    it is full, the member of the worst front with the smallest hypervolume contribution leaves
+    (both computed by moocore, in objectives normalised to the population's own range, so the
+    optimizer needs no knowledge of the space's extremes).
+    """
+
+    name = "sms-emoa"
+    multi_objective = True
+    params = {"population_size": 10}
+
+    def __init__(self, space: TabularSpace, rng: np.random.Generator, **params: object):
+        super().__init__(space, rng, **params)
+        self.population: list[tuple[Cell, float, float]] = []  # (cell, observed acc, energy)
+
+    def _points(self) -> np.ndarray:
+        """Population as minimisation points (1 - acc, energy)."""
+        return np.array([(1.0 - a, e) for _, a, e in self.population], dtype=float)
+
+    def propose(self) -> Cell:
+        if len(self.population) < self.population_size:
+            return self._fresh(None)
+        ranks = moocore.pareto_rank(self._points())
+        i, j = self.rng.choice(len(self.population), size=2, replace=False)
+        winner = i if (ranks[i], self.rng.random()) < (ranks[j], self.rng.random()) else j
+        return self._mutate_fresh(self.population[winner][0])
+
+    def observe(self, evaluation: Evaluation, score: float | None) -> None:
+        super().observe(evaluation, score)
+        self.population.append((evaluation.cell, evaluation.val_acc, evaluation.train_energy_kwh))
+        if len(self.population) > self.population_size:
+            self.population.pop(self._worst())
+
+    def _worst(self) -> int:
+        return worst_member(self._points())
+
+
+def worst_member(points: np.ndarray) -> int:
+    """SMS-EMOA's choice of who leaves: in the worst non-dominated front, the smallest HV contribution.
+
+    ``points`` are minimised; they are normalised to their own range and the contribution is taken
+    w.r.t. (1.1, 1.1), so the extremes of the front are kept.
+    """
+    ranks = moocore.pareto_rank(points)
+    last = np.flatnonzero(ranks == ranks.max())
+    if len(last) == 1:
+        return int(last[0])
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    scaled = (points[last] - lo) / np.where(hi > lo, hi - lo, 1.0)
+    contrib = moocore.hv_contributions(scaled, ref=[1.1, 1.1])
+    return int(last[int(np.argmin(contrib))])
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {c.name: c for c in (RandomSearch, RegularizedEvolution, SmsEmoa)}
+
+
+def make_optimizer(name: str, space: TabularSpace, rng: np.random.Generator, **params: object) -> Optimizer:
+    """The built-in optimizer ``name`` (see ``OPTIMIZERS``) on ``space``."""
+    cls = OPTIMIZERS.get(name)
+    if cls is None:
+        raise UnknownName("optimizer", name, OPTIMIZERS)
+    return cls(space, rng, **params)

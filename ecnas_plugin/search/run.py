@@ -1,0 +1,82 @@
+"""One search run: drive an optimizer under a budget and record every evaluation.
+
+Search energy is counted as EA-HAS-Bench does: the summed training energy of every architecture
+the search evaluated. A budget in kWh stops the search once that sum exceeds it (the evaluation
+that crosses the budget is the last one, and is recorded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .optimizers import Optimizer, ScalarObjective
+from .space import TabularSpace
+
+TRACE_COLUMNS = (
+    "evaluation", "arch_key", "adjacency", "ops", "repeat",
+    "val_acc", "test_acc", "train_energy_kwh", "train_time_s",
+    "true_val_acc", "true_test_acc", "true_energy_kwh",
+    "objective", "search_energy_kwh",
+    "best_val_acc", "best_true_test_acc", "best_true_energy_kwh",
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Stop after ``evaluations`` trained architectures or once search energy exceeds ``search_kwh``."""
+
+    evaluations: int | None = None
+    search_kwh: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.evaluations is None) == (self.search_kwh is None):
+            raise ValueError("a budget is either a number of evaluations or search kWh, exactly one of them")
+        if self.evaluations is not None and (not isinstance(self.evaluations, int) or self.evaluations < 1):
+            raise ValueError(f"budget evaluations must be a positive integer, got {self.evaluations!r}")
+        if self.search_kwh is not None and not (isinstance(self.search_kwh, (int, float)) and self.search_kwh > 0):
+            raise ValueError(f"budget search_kwh must be a positive number, got {self.search_kwh!r}")
+
+    def exhausted(self, evaluations: int, search_kwh: float) -> bool:
+        if self.evaluations is not None:
+            return evaluations >= self.evaluations
+        return search_kwh > self.search_kwh  # type: ignore[operator]
+
+    @property
+    def label(self) -> str:
+        return f"{self.evaluations}evals" if self.evaluations is not None else f"{self.search_kwh:g}kWh"
+
+
+def run_search(space: TabularSpace, optimizer: Optimizer, budget: Budget,
+               objective: ScalarObjective | None, rng: np.random.Generator) -> pd.DataFrame:
+    """Run ``optimizer`` on ``space`` until ``budget`` is spent; one trace row per evaluation.
+
+    ``objective`` scores each evaluation from its observed accuracy and energy (None for a
+    multi-objective optimizer; the trace's ``objective`` column is then NaN). ``best_*`` columns
+    follow the accuracy incumbent (highest observed validation accuracy so far), whatever the
+    objective, so runs with different objectives compare on the accuracy they found. The search
+    also ends when every cell of the space has been evaluated.
+    """
+    if optimizer.multi_objective != (objective is None):
+        raise ValueError(f"optimizer {optimizer.name!r} "
+                         + ("takes no scalar objective" if optimizer.multi_objective else "needs a scalar objective"))
+    rows: list[tuple] = []
+    spent = 0.0
+    best = None
+    while not budget.exhausted(len(rows), spent) and len(rows) < len(space):
+        cell = optimizer.propose()
+        ev = space.evaluate(cell, rng)
+        score = None if objective is None else float(objective(ev.val_acc, ev.train_energy_kwh))
+        optimizer.observe(ev, score)
+        spent += ev.train_energy_kwh
+        if best is None or ev.val_acc > best.val_acc:
+            best = ev
+        adjacency = "".join(str(v) for row in ev.cell.matrix for v in row)
+        rows.append((len(rows) + 1, ev.key, adjacency, ",".join(ev.cell.ops), ev.repeat,
+                     ev.val_acc, ev.test_acc, ev.train_energy_kwh, ev.train_time_s,
+                     ev.true_val_acc, ev.true_test_acc, ev.true_energy_kwh,
+                     np.nan if score is None else score, spent,
+                     best.val_acc, best.true_test_acc, best.true_energy_kwh))
+    return pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
