@@ -77,3 +77,11 @@ class PluginError(EcnasError):
 
 class DataUnavailable(EcnasError, FileNotFoundError):
     """A data file is in none of the places looked at and may not (or cannot) be downloaded."""
+
+
+class MeterError(EcnasError, RuntimeError):
+    """A meter cannot run here or failed while running; the message names the file or library."""
+
+
+class MeterConfigError(EcnasError, ValueError):
+    """Meters were configured wrongly: overlapping components, a PUE below 1, a bad interval."""

@@ -53,14 +53,18 @@ class PluginInfo:
 def _kinds() -> dict[str, tuple[str, Callable[[object], bool], str]]:
     """Collector hooks: hook name → (kind shown to users, item check, expected type name)."""
     from .datasets import DataFile
+    from .energy.meters.base import Meter
     from .table import TableSpec
 
-    kinds = {
+    def subclass_of(base):
+        return lambda x: isinstance(x, type) and issubclass(x, base)
+
+    return {
         "ecnas_search_spaces": ("spaces", lambda x: isinstance(x, SearchSpaceAdapter), "SearchSpaceAdapter"),
         "ecnas_tables": ("tables", lambda x: isinstance(x, TableSpec), "TableSpec"),
         "ecnas_data_files": ("data files", lambda x: isinstance(x, DataFile), "DataFile"),
+        "ecnas_meters": ("meters", subclass_of(Meter), "Meter subclass"),
     }
-    return kinds
 
 
 class Registry:

@@ -243,7 +243,8 @@ def make_fake_pynvml(energy_mj=None, power_mw=None, names=None, init_error=None)
     """A stand-in for ``pynvml`` (no NVIDIA GPU or driver here).
 
     ``energy_mj[i]`` is GPU i's cumulative counter (None: counter not supported);
-    ``power_mw[i]`` its power draw. Tests change these lists while a window is open.
+    ``power_mw[i]`` its power draw in mW (a number, or a function of nothing read at each call).
+    Tests change these lists while a window is open.
     """
     fake = types.ModuleType("pynvml")
     fake.NVML_ERROR_NOT_SUPPORTED = 3
@@ -279,7 +280,9 @@ def make_fake_pynvml(energy_mj=None, power_mw=None, names=None, init_error=None)
     fake.nvmlDeviceGetHandleByIndex = lambda i: i
     fake.nvmlDeviceGetName = lambda h: fake.names[h]
     fake.nvmlDeviceGetTotalEnergyConsumption = counter
-    fake.nvmlDeviceGetPowerUsage = lambda h: fake.power_mw[h]
+    fake.nvmlDeviceGetPowerUsage = lambda h: (
+        fake.power_mw[h]() if callable(fake.power_mw[h]) else fake.power_mw[h]
+    )
     return fake
 
 
@@ -315,26 +318,37 @@ def test_nvml_device_selection(monkeypatch):
 
 
 def test_nvml_unsupported_counter_falls_back_to_sampling(monkeypatch):
-    """GPU 1 has no energy counter (pre-Volta): its power is sampled and integrated."""
-    fake = make_fake_pynvml(energy_mj=[1_000_000, None], power_mw=[50_000, 200_000])
+    """GPU 1 has no energy counter (pre-Volta): its power is sampled and integrated.
+
+    Its power ramps linearly from 100 W at 1 kW/s from the first sample on. The trapezoid rule
+    is exact for a ramp whatever the sample spacing (a left or right Riemann sum is off by
+    ~8% here), so over the sampled span S the result must be 100 S + 500 S^2 joules even when
+    the sampler thread is delayed on a busy machine.
+    """
+    first: list[float] = []
+
+    def ramp_mw() -> float:
+        now = time.perf_counter()
+        if not first:
+            first.append(now)
+        return 1000.0 * (100.0 + 1000.0 * (now - first[0]))
+
+    fake = make_fake_pynvml(energy_mj=[1_000_000, None], power_mw=[50_000, ramp_mw])
     monkeypatch.setitem(sys.modules, "pynvml", fake)
-    meter = NvmlMeter(sample_interval_s=0.01)
+    meter = NvmlMeter(sample_interval_s=0.05)
     meter.start()
     fake.energy_mj[0] += 10_000
-    time.sleep(0.15)
-    fake.power_mw[1] = 100_000  # power halves mid-window
-    time.sleep(0.15)
+    time.sleep(0.3)
     r = meter.stop()
     assert r.method == {"gpu": "sampled"}  # the weakest device method labels the sum
     dev = r.raw["devices"]
     assert dev["0: Fake GPU 0"] == {"energy_j": pytest.approx(10.0), "method": "counter"}
     assert dev["1: Fake GPU 1"]["method"] == "sampled"
-    sampled_j = dev["1: Fake GPU 1"]["energy_j"]
-    # between 100 W and 200 W over the window; about 150 W on average
-    assert 100 * r.duration_s * 0.9 < sampled_j < 200 * r.duration_s * 1.1
-    assert sampled_j == pytest.approx(150 * r.duration_s, rel=0.25)
-    assert r.raw["power_samples"] > 5
-    assert r.energy_j["gpu"] == pytest.approx(10.0 + sampled_j)
+    span = r.raw["sampled_span_s"]
+    assert span == pytest.approx(r.duration_s, abs=0.05)
+    assert dev["1: Fake GPU 1"]["energy_j"] == pytest.approx(100 * span + 500 * span**2, rel=0.01)
+    assert r.raw["power_samples"] >= 3
+    assert r.energy_j["gpu"] == pytest.approx(10.0 + dev["1: Fake GPU 1"]["energy_j"])
     assert meter._sampler is None and fake.inits == 0
 
 

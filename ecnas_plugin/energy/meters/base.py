@@ -17,19 +17,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ecnas_plugin.errors import EcnasError, UnknownName
+from ecnas_plugin.errors import MeterConfigError, MeterError, UnknownName
 
 COMPONENTS = ("gpu", "cpu", "ram")
 METHODS = ("counter", "sampled", "estimated")  # strongest first
 J_PER_KWH = 3.6e6
-
-
-class MeterError(EcnasError, RuntimeError):
-    """A meter cannot run here or failed while running; the message names the file or library."""
-
-
-class MeterConfigError(EcnasError, ValueError):
-    """Meters were configured wrongly: overlapping components, a PUE below 1, a bad interval."""
 
 
 def weakest_method(methods: Iterable[str]) -> str:
@@ -140,12 +132,17 @@ class Meter(ABC):
         self.start()
         return self
 
+    def abandon(self) -> None:
+        """Close an open window without a reading (after an error); no-op when not running."""
+        if self._t0 is not None:
+            self._t0 = None
+            self._abort()
+
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.stop()
-        elif self._t0 is not None:
-            self._t0 = None
-            self._abort()
+        else:
+            self.abandon()
 
 
 def select_components(meter: type[Meter], wanted: Sequence[str] | None) -> tuple[str, ...]:
@@ -197,18 +194,21 @@ class CombinedMeter(Meter):
                 started.append(m)
         except BaseException:
             for m in reversed(started):  # leave no sampler thread behind
-                m._t0 = None
-                m._abort()
+                m.abandon()
             raise
 
     def _abort(self) -> None:
         for m in reversed(self.meters):
-            if m.running:
-                m._t0 = None
-                m._abort()
+            m.abandon()
 
     def _end(self, duration_s: float) -> Reading:
-        readings = [m.stop() for m in reversed(self.meters)][::-1]
+        readings: list[Reading] = []
+        try:
+            for m in reversed(self.meters):
+                readings.insert(0, m.stop())
+        except BaseException:
+            self._abort()  # one meter failed: still close the others
+            raise
         energy: dict[str, float] = {}
         method: dict[str, str] = {}
         devices: list[str] = []

@@ -99,7 +99,8 @@ class CodecarbonMeter(Meter):
         except ImportError:
             raise MeterError(INSTALL_HINT) from None
         logging.getLogger("codecarbon").setLevel(logging.ERROR)  # before init logs anything
-        self._tmp = tempfile.TemporaryDirectory(prefix="ecnas-codecarbon-")
+        if self._tmp is None:  # removed when the meter is garbage collected or at exit
+            self._tmp = tempfile.TemporaryDirectory(prefix="ecnas-codecarbon-")
         kwargs: dict[str, Any] = dict(
             country_iso_code=self.country_iso_code,
             log_level="error",
@@ -117,21 +118,15 @@ class CodecarbonMeter(Meter):
             self._tracker = OfflineEmissionsTracker(**kwargs)
             self._tracker.start()
         except Exception:
-            self._cleanup()
+            self._tracker = None
             raise
-
-    def _cleanup(self) -> None:
-        self._tracker = None
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
 
     def _abort(self) -> None:
         if self._tracker is not None:
             try:
                 self._tracker.stop()
             finally:
-                self._cleanup()
+                self._tracker = None
 
     def _end(self, duration_s: float) -> Reading:
         tracker = self._tracker
@@ -140,7 +135,7 @@ class CodecarbonMeter(Meter):
             data = tracker.final_emissions_data
             methods, hardware = _hardware_methods(tracker)
         finally:
-            self._cleanup()
+            self._tracker = None
         if data is None:
             raise MeterError("codecarbon returned no emissions data for the window")
         kwh = {"cpu": data.cpu_energy, "gpu": data.gpu_energy, "ram": data.ram_energy}

@@ -30,7 +30,10 @@ def _import_pynvml() -> ModuleType:
 
 def _unsupported(pynvml: ModuleType, err: Exception) -> bool:
     """True for NVML's 'not supported' / 'function not found' (old driver) errors."""
-    codes = {getattr(pynvml, "NVML_ERROR_NOT_SUPPORTED", 3), getattr(pynvml, "NVML_ERROR_FUNCTION_NOT_FOUND", 13)}
+    codes = {
+        getattr(pynvml, "NVML_ERROR_NOT_SUPPORTED", 3),
+        getattr(pynvml, "NVML_ERROR_FUNCTION_NOT_FOUND", 13),
+    }
     return getattr(err, "value", None) in codes
 
 
@@ -65,6 +68,7 @@ class NvmlMeter(Meter):
         self._energy_mj: dict[int, float] = {}
         self._last_sample: tuple[float, list[float]] | None = None
         self._n_samples = 0
+        self._first_sample_t: float | None = None
         self._halt = threading.Event()
         self._sampler: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -123,7 +127,7 @@ class NvmlMeter(Meter):
         self._nvml = pynvml
         self._energy_mj = {pos: 0.0 for pos in self._sampled}
         self._n_samples = 0
-        self._last_sample = None
+        self._last_sample = self._first_sample_t = None
         if self._sampled:
             self._sample()
             self._halt.clear()
@@ -140,6 +144,8 @@ class NvmlMeter(Meter):
                 t0, w0 = self._last_sample
                 for p, a, b in zip(self._sampled, w0, watts):
                     self._energy_mj[p] += (a + b) / 2 * (now - t0) * 1000.0
+            else:
+                self._first_sample_t = now
             self._last_sample = (now, watts)
             self._n_samples += 1
 
@@ -188,6 +194,10 @@ class NvmlMeter(Meter):
             raw={
                 "devices": per_device,
                 "power_samples": self._n_samples,
+                # time between the first and last power sample: what the integral covers
+                "sampled_span_s": (
+                    self._last_sample[0] - self._first_sample_t if self._sampled else None
+                ),
                 "sample_interval_s": self.sample_interval_s if self._sampled else None,
             },
         )
