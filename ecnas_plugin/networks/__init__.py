@@ -1,7 +1,7 @@
 """PyTorch builders for NAS-Bench-101 and NAS-Bench-201 networks, model size counts, and training.
 
-``count_flops`` follows the convention of NAS-Bench-201's FLOP counter (xautodl), which NASLib's
-``zc_nasbench*.json`` "flops" also use (in millions): multiply-accumulates (MACs), not 2x.
+FLOPs here are multiply-accumulates (MACs) as NAS-Bench-201's counter counts them; the
+``"naslib"`` convention of ``count_flops`` also counts BN/ReLU element ops like NASLib's zc "flops".
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ecnas_plugin.errors import UnknownName
 from ecnas_plugin.networks.nasbench101 import NB101Network, build_nb101, compute_vertex_channels, nb101_param_count
-from ecnas_plugin.networks.nasbench201 import NB201_OPS, NB201Network, build_nb201, parse_arch
+from ecnas_plugin.networks.nasbench201 import NB201_OPS, NB201Network, build_nb201, nb201_param_count, parse_arch
+from ecnas_plugin.networks.train import EpochStats, Flowers17, Split, evaluate, load_flowers17, synthetic_cifar10, train
 
 __all__ = [
     "NB101Network", "NB201Network", "NB201_OPS", "build_nb101", "build_nb201", "compute_vertex_channels",
-    "count_flops", "count_params", "nb101_param_count", "parse_arch",
+    "FLOP_CONVENTIONS", "count_flops", "count_params", "nb101_param_count", "nb201_param_count", "parse_arch",
+    "EpochStats", "Flowers17", "Split", "evaluate", "load_flowers17", "synthetic_cifar10", "train",
 ]
 
 
@@ -25,17 +28,26 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def count_flops(model: nn.Module, input_shape: Sequence[int], *, include_pooling: bool = True) -> int:
+FLOP_CONVENTIONS = ("macs", "naslib")
+
+
+def count_flops(model: nn.Module, input_shape: Sequence[int], *, convention: str = "macs") -> int:
     """Multiply-accumulates (MACs) of one forward pass on an input of ``input_shape``.
 
     ``input_shape`` is ``(C, H, W)`` (one image) or ``(N, C, H, W)`` (a batch: total for it).
-    Counted as NAS-Bench-201's counter does: Conv2d ``k*k*C_in/groups*C_out`` per output position
-    (plus one per output element for a bias), Linear ``in*out`` (bias not counted), and, unless
-    ``include_pooling`` is false, ``k*k`` per output element of AvgPool2d/MaxPool2d layers.
-    BatchNorm, ReLU, element-wise sums and the global average pool are not counted.
-    Twice the conv+linear part equals what ``torch.utils.flop_counter.FlopCounterMode`` reports.
-    The model runs once under ``torch.no_grad`` on zeros on its own device ("meta" is fastest).
+    ``convention="macs"`` counts as NAS-Bench-201's counter (xautodl) does: Conv2d
+    ``k*k*C_in/groups*C_out`` per output position (plus one per output element for a bias),
+    Linear ``in*out`` (bias not counted), AvgPool2d/MaxPool2d ``k*k`` per output element; BatchNorm,
+    ReLU, element-wise sums and the global average pool are free. Twice the conv+linear part
+    equals what ``torch.utils.flop_counter.FlopCounterMode`` reports.
+    ``convention="naslib"`` adds what the tensorwatch counter behind NASLib's zc "flops" adds: 2 per
+    BatchNorm input element and 1 per ReLU input element. It reproduces NASLib's NB101 values
+    exactly; for NB201 NASLib also counts its global pooling module (64*(H+1)^2, 5184 on CIFAR),
+    which is not modelled here.
+    The model runs once under ``torch.no_grad`` in eval mode on zeros, on its own device.
     """
+    if convention not in FLOP_CONVENTIONS:
+        raise UnknownName("FLOP convention", convention, FLOP_CONVENTIONS)
     shape = tuple(int(s) for s in input_shape)
     if len(shape) == 3:
         shape = (1, *shape)
@@ -62,14 +74,20 @@ def count_flops(model: nn.Module, input_shape: Sequence[int], *, include_pooling
         kh, kw = (k, k) if isinstance(k, int) else k
         total += out.numel() * kh * kw
 
+    def elementwise_hook(per_element: int):
+        def hook(_module: nn.Module, inputs: tuple, _out: torch.Tensor) -> None:
+            nonlocal total
+            total += per_element * inputs[0].numel()
+        return hook
+
+    hooks = {nn.Conv2d: conv_hook, nn.Linear: linear_hook, nn.AvgPool2d: pool_hook, nn.MaxPool2d: pool_hook}
+    if convention == "naslib":
+        hooks.update({nn.BatchNorm2d: elementwise_hook(2), nn.ReLU: elementwise_hook(1)})
     handles = []
     for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(linear_hook))
-        elif include_pooling and isinstance(module, (nn.AvgPool2d, nn.MaxPool2d)):
-            handles.append(module.register_forward_hook(pool_hook))
+        for kind, hook in hooks.items():
+            if isinstance(module, kind):
+                handles.append(module.register_forward_hook(hook))
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     was_training = model.training

@@ -21,11 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ecnas_plugin.errors import InvalidArchitecture, UnknownName
+from ecnas_plugin.adapters.nasbench101 import CONV1X1, CONV3X3, MAXPOOL3X3, Cell
+from ecnas_plugin.errors import InvalidArchitecture
 
-INPUT, OUTPUT = "input", "output"
-CONV3X3, CONV1X1, MAXPOOL3X3 = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
-INTERIOR_OPS = (CONV3X3, CONV1X1, MAXPOOL3X3)
 _KERNEL = {CONV3X3: 3, CONV1X1: 1}
 
 # NB101 used TF batch norm with momentum 0.997 (moving = 0.997 * moving + 0.003 * batch).
@@ -34,51 +32,20 @@ NB101_BN_EPS = 1e-5
 
 
 def cell_spec(cell: object) -> tuple[np.ndarray, list[str]]:
-    """Return ``(matrix, ops)`` of a cell given as an object with ``.matrix``/``.ops`` or a pair.
-
-    Checks the NB101 rules the builder relies on and raises InvalidArchitecture naming the rule.
-    """
-    if hasattr(cell, "matrix") and hasattr(cell, "ops"):
-        matrix, ops = cell.matrix, cell.ops
-    elif isinstance(cell, (tuple, list)) and len(cell) == 2:
-        matrix, ops = cell
-    else:
-        raise InvalidArchitecture("form", "expected an object with .matrix/.ops or a (matrix, ops) pair", cell)
-    matrix = np.asarray(matrix)
-    ops = list(ops)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
-        raise InvalidArchitecture("matrix_shape", f"matrix must be square n x n with n >= 2, got {matrix.shape}", cell)
-    n = matrix.shape[0]
-    if not np.isin(matrix, (0, 1)).all():
-        raise InvalidArchitecture("matrix_values", "matrix entries must be 0 or 1", cell)
-    matrix = matrix.astype(np.int64)
-    if np.tril(matrix).any():
-        raise InvalidArchitecture("upper_triangular", "matrix must be strictly upper triangular (a DAG)", cell)
-    if len(ops) != n:
-        raise InvalidArchitecture("ops_length", f"{len(ops)} ops for a {n}x{n} matrix", cell)
-    if ops[0] != INPUT or ops[-1] != OUTPUT:
-        raise InvalidArchitecture("ops_ends", f"ops must start with {INPUT!r} and end with {OUTPUT!r}", cell)
-    for op in ops[1:-1]:
-        if op not in INTERIOR_OPS:
-            raise UnknownName("NAS-Bench-101 op", op, INTERIOR_OPS)
-    _check_pruned(matrix, cell)
-    return matrix, ops
-
-
-def _check_pruned(matrix: np.ndarray, cell: object) -> None:
-    """Every vertex must lie on a path from input to output (NB101 prunes before building)."""
-    n = matrix.shape[0]
-    from_input = {0}
-    for v in range(1, n):
-        if any(matrix[u, v] for u in from_input):
-            from_input.add(v)
-    to_output = {n - 1}
-    for v in range(n - 2, -1, -1):
-        if any(matrix[v, w] for w in to_output):
-            to_output.add(v)
-    off_path = sorted(set(range(n)) - (from_input & to_output))
-    if off_path:
-        raise InvalidArchitecture("not_pruned", f"vertices {off_path} are not on an input-output path; prune first", cell)
+    """Return ``(matrix, ops)`` of a cell given as a codec ``Cell``, an object with
+    ``.matrix``/``.ops`` or a pair. The codec checks every NB101 rule; the builder also needs the
+    cell pruned, as NB101 prunes before building."""
+    if not isinstance(cell, Cell):
+        if hasattr(cell, "matrix") and hasattr(cell, "ops"):
+            cell = Cell(cell.matrix, cell.ops)
+        elif isinstance(cell, (tuple, list)) and len(cell) == 2:
+            cell = Cell(*cell)
+        else:
+            raise InvalidArchitecture("form", "expected a Cell, an object with .matrix/.ops or a (matrix, ops) pair",
+                                      cell)
+    if cell.pruned() != cell:
+        raise InvalidArchitecture("not-pruned", "some vertices are not on an input-output path; prune first", cell)
+    return cell.as_numpy(), list(cell.ops)
 
 
 def compute_vertex_channels(in_channels: int, out_channels: int, matrix: np.ndarray) -> list[int]:
@@ -106,7 +73,7 @@ def compute_vertex_channels(in_channels: int, out_channels: int, matrix: np.ndar
                     channels[v] = max(channels[v], channels[dst])
     if any(c <= 0 for c in channels[1:-1]):
         raise InvalidArchitecture(
-            "too_few_channels", f"{out_channels} output channels cannot be split among {fan_in} vertices", matrix.tolist()
+            "too-few-channels", f"{out_channels} output channels cannot be split among {fan_in} vertices", matrix.tolist()
         )
     return channels
 

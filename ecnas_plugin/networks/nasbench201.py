@@ -19,37 +19,19 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from ecnas_plugin.errors import InvalidArchitecture, UnknownName
+from ecnas_plugin.adapters import nasbench201 as codec
 
-NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+NB201_OPS = codec.OPS
 # (source node, target node) of each position in the arch string.
-EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+EDGES = codec.STRING_EDGES
 
 
 def parse_arch(arch: str | Sequence[str]) -> tuple[str, ...]:
-    """The 6 edge op names of ``arch`` (an arch string or a sequence of names), in arch-string order."""
+    """The 6 edge op names of ``arch`` (an arch string or a sequence of names), in arch-string order.
+    Validation is the codec's."""
     if isinstance(arch, str):
-        nodes = arch.strip().strip("|").split("|+|")
-        if len(nodes) != 3:
-            raise InvalidArchitecture("arch_string", "expected 3 nodes separated by '|+|'", arch)
-        ops = []
-        for target, node in enumerate(nodes, start=1):
-            entries = node.split("|")
-            if len(entries) != target:
-                raise InvalidArchitecture("arch_string", f"node {target} needs {target} inputs, got {len(entries)}", arch)
-            for source, entry in enumerate(entries):
-                name, _, src = entry.partition("~")
-                if src != str(source):
-                    raise InvalidArchitecture("arch_string", f"entry {entry!r} should read from node {source}", arch)
-                ops.append(name)
-    else:
-        ops = list(arch)
-    if len(ops) != 6:
-        raise InvalidArchitecture("num_edges", f"NAS-Bench-201 cells have 6 edges, got {len(ops)}", arch)
-    for op in ops:
-        if op not in NB201_OPS:
-            raise UnknownName("NAS-Bench-201 op", op, NB201_OPS)
-    return tuple(ops)
+        return codec.parse_arch_str(arch)
+    return codec.parse_arch_str(codec.to_arch_str(tuple(arch)))
 
 
 class ReLUConvBN(nn.Sequential):
@@ -135,3 +117,19 @@ def build_nb201(arch: str | Sequence[str], *, C: int = 16, N: int = 5, num_class
     """Build the NB201 network for ``arch``; defaults are NB201's CIFAR-10 configuration (C=16, N=5)."""
     with torch.device(device) if device is not None else nullcontext():
         return NB201Network(arch, C=C, N=N, num_classes=num_classes, in_channels=in_channels)
+
+
+def nb201_param_count(arch: str | Sequence[str], *, C: int = 16, N: int = 5, num_classes: int = 10,
+                      in_channels: int = 3) -> int:
+    """Trainable parameters of ``build_nb201(arch, ...)``, computed without building it."""
+    ops = parse_arch(arch)
+    per_channel_cell = {"nor_conv_1x1": 1, "nor_conv_3x3": 9}  # conv weights are k*k*c*c
+    total = 9 * in_channels * C + 2 * C  # stem conv + BN
+    channels = C
+    for stage in range(3):
+        if stage > 0:
+            wide = 2 * channels
+            total += 9 * channels * wide + 2 * wide + 9 * wide * wide + 2 * wide + channels * wide
+            channels = wide
+        total += N * sum(per_channel_cell[op] * channels * channels + 2 * channels for op in ops if op in per_channel_cell)
+    return total + 2 * channels + channels * num_classes + num_classes

@@ -1,0 +1,194 @@
+"""Small, deterministic training loop and the data it runs on (Flowers-17, synthetic CIFAR-10).
+
+The loop calls ``on_epoch_start(epoch)`` and ``on_epoch_end(epoch, stats)`` so an energy meter can
+open and close one measurement window per epoch; the window covers that epoch's training steps
+and its evaluation (``stats`` gives the two times separately).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ecnas_plugin.errors import DataFormatError, UnknownName
+
+FLOWERS17_CLASSES = 17
+FLOWERS17_SHAPE = (16, 16, 3)
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images ``x`` (N x C x H x W, float32) and integer labels ``y`` (N, int64)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4 or self.y.ndim != 1 or len(self.x) != len(self.y):
+            raise ValueError(f"Split needs x of N x C x H x W and y of N, got {tuple(self.x.shape)} and {tuple(self.y.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+class Flowers17(NamedTuple):
+    """The three Flowers-17 splits (680 / 340 / 340 images of 3 x 16 x 16, 17 classes)."""
+
+    train: Split
+    val: Split
+    test: Split
+
+
+def load_flowers17(root: Path | str) -> Flowers17:
+    """Read ``x_{train,val,test}.npy`` (N x 16 x 16 x 3, values in [0, 1]) and one-hot ``y_*.npy``.
+
+    Returns NCHW float32 images and int64 labels. Raises FileNotFoundError for a missing file and
+    DataFormatError for a file of the wrong shape, range or encoding.
+    """
+    root = Path(root)
+    splits = {}
+    for name in Flowers17._fields:
+        x_path, y_path = root / f"x_{name}.npy", root / f"y_{name}.npy"
+        for path in (x_path, y_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"Flowers-17 file missing: {path}")
+        x = np.load(x_path, allow_pickle=False)
+        y = np.load(y_path, allow_pickle=False)
+        if x.ndim != 4 or x.shape[1:] != FLOWERS17_SHAPE:
+            raise DataFormatError(x_path, None, f"expected N x 16 x 16 x 3 images, got shape {x.shape}")
+        if not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0:
+            raise DataFormatError(x_path, None, "pixel values must be finite and within [0, 1]")
+        if y.shape != (len(x), FLOWERS17_CLASSES):
+            raise DataFormatError(y_path, None, f"expected labels of shape ({len(x)}, 17), got {y.shape}")
+        if not np.isin(y, (0, 1)).all() or not (y.sum(axis=1) == 1).all():
+            raise DataFormatError(y_path, None, "labels are not one-hot (each row needs exactly one 1)")
+        images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32))
+        splits[name] = Split(images, torch.from_numpy(y.argmax(axis=1).astype(np.int64)))
+    return Flowers17(**splits)
+
+
+def synthetic_cifar10(num_samples: int, seed: int = 0) -> Split:
+    """Random CIFAR-10-shaped data (3 x 32 x 32 standard-normal images, labels uniform over 10).
+
+    For energy-only runs: the compute per step equals real CIFAR-10's, but the data carry no
+    signal, so any accuracy measured on them is meaningless and must not be reported.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be positive, got {num_samples}")
+    gen = torch.Generator().manual_seed(seed)
+    return Split(torch.randn(num_samples, 3, 32, 32, generator=gen), torch.randint(0, 10, (num_samples,), generator=gen))
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one epoch did. Accuracies are fractions; ``train_acc`` is the running accuracy of the
+    epoch's training batches (train mode), ``val_acc``/``test_acc`` are eval-mode, None without data."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_acc: float | None
+    test_acc: float | None
+    lr: float
+    train_time_s: float
+    eval_time_s: float
+    wall_time_s: float
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return asdict(self)
+
+
+def evaluate(model: nn.Module, data: Split, batch_size: int = 256) -> float:
+    """Eval-mode accuracy (fraction) of ``model`` on ``data``."""
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            x = data.x[start:start + batch_size].to(device)
+            y = data.y[start:start + batch_size].to(device)
+            correct += int((model(x).argmax(dim=1) == y).sum())
+    model.train(was_training)
+    return correct / len(data)
+
+
+def train(model: nn.Module, train_data: Split, val_data: Split | None = None, test_data: Split | None = None, *,
+          epochs: int, batch_size: int = 64, lr: float = 0.1, optimizer: str = "sgd", momentum: float = 0.9,
+          weight_decay: float = 5e-4, seed: int = 0,
+          on_epoch_start: Callable[[int], None] | None = None,
+          on_epoch_end: Callable[[int, EpochStats], None] | None = None) -> list[EpochStats]:
+    """Train ``model`` in place with cross-entropy; return one EpochStats per epoch (epochs from 1).
+
+    ``optimizer="sgd"`` is NAS-Bench-201's recipe (Nesterov momentum, weight decay); ``"adam"`` is
+    plain Adam. Either way the learning rate follows a per-step cosine decay from ``lr`` to 0.
+    ``seed`` fixes the batch order and all other randomness inside training; seed the model's
+    initialisation yourself (``torch.manual_seed`` before building). With the same seed, model
+    initialisation and thread count, two CPU runs give identical statistics.
+    Training runs on the model's device; batches are moved there.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise UnknownName("optimizer", optimizer, OPTIMIZERS)
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
+    device = _device_of(model)
+    torch.manual_seed(seed)
+    order_gen = torch.Generator().manual_seed(seed)
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
+                                                     weight_decay=weight_decay, nesterov=momentum > 0)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(train_data) / batch_size)
+    total_steps = epochs * steps_per_epoch
+    loss_fn = nn.CrossEntropyLoss()
+    history = []
+    step = 0
+    for epoch in range(1, epochs + 1):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train_data), generator=order_gen)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(train_data), batch_size):
+            idx = order[start:start + batch_size]
+            x, y = train_data.x[idx].to(device), train_data.y[idx].to(device)
+            step_lr = 0.5 * lr * (1 + math.cos(math.pi * step / total_steps))
+            for group in opt.param_groups:
+                group["lr"] = step_lr
+            opt.zero_grad(set_to_none=True)
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            loss.backward()
+            opt.step()
+            step += 1
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.detach().argmax(dim=1) == y).sum())
+        trained = time.perf_counter()
+        val_acc = evaluate(model, val_data) if val_data is not None else None
+        test_acc = evaluate(model, test_data) if test_data is not None else None
+        done = time.perf_counter()
+        stats = EpochStats(epoch=epoch, train_loss=loss_sum / len(train_data), train_acc=correct / len(train_data),
+                           val_acc=val_acc, test_acc=test_acc, lr=step_lr, train_time_s=trained - started,
+                           eval_time_s=done - trained, wall_time_s=done - started)
+        if not math.isfinite(stats.train_loss):
+            raise FloatingPointError(f"training diverged at epoch {epoch}: loss {stats.train_loss}")
+        history.append(stats)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, stats)
+    return history
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
