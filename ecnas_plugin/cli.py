@@ -110,8 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_query)
 
+    from .energy.cli import add_subparsers as add_energy
+    from .naslib.cli import add_subparser as add_naslib
     from .study.cli import add_subparser as add_study
 
+    add_energy(sub)
+    add_naslib(sub)
     add_study(sub)
     return parser
 

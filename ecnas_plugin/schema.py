@@ -3,7 +3,8 @@
 Tables are long format: one row per (space, arch_key, dataset, epochs, hardware, campaign,
 repeat). Every column name carries its unit (``_kwh``, ``_s``, ``_w``, ``_g``...); accuracies are
 fractions in [0, 1]. Optional columns may be absent from a table; a column marked ``nullable``
-may be empty in some rows (e.g. accuracy of an energy-only campaign), every other column may not.
+may be empty in some rows where that value was not recorded (accuracy of an energy-only campaign,
+CO2 or per-component energy a meter does not give); every other column may not.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 
 SOURCES = ("measured", "scaled", "predicted")
+METHODS = ("counter", "sampled", "estimated")  # strongest first
+J_PER_KWH = 3.6e6
 
 
 @dataclass(frozen=True)
@@ -46,24 +49,28 @@ _COLUMNS = [
     Column("repeat", "int", "repeat index of the same (arch, budget)", required=True, minimum=0),
     # what the row is
     Column("source", "str", "how the energy was obtained", required=True, choices=SOURCES),
+    Column("energy_method", "str",
+           "how a measured energy was read: counter (hardware energy counter), sampled (integrated power "
+           "samples) or estimated (power model/TDP, not a measurement); the weakest over the components",
+           nullable=True, choices=METHODS),
     # energy and time of training to the budget
     Column("train_energy_kwh", "float", "energy to train to the budget, PUE applied as the manifest says", required=True, minimum=0),
     Column("train_time_s", "float", "training time to the budget", minimum=0),
-    Column("co2eq_g", "float", "CO2-equivalent of the training energy", minimum=0),
+    Column("co2eq_g", "float", "CO2-equivalent of the training energy", nullable=True, minimum=0),
     Column("train_energy_sd_kwh", "float", "standard deviation of a predicted training energy", minimum=0),
     # whole run (training plus evaluations), as the measuring tool reported it
     Column("run_energy_kwh", "float", "energy of the whole run incl. evaluations, PUE applied", minimum=0),
-    Column("run_time_s", "float", "wall time of the whole run", minimum=0),
+    Column("run_time_s", "float", "wall time of the whole run", nullable=True, minimum=0),
     Column("run_co2eq_g", "float", "CO2-equivalent of the whole run", minimum=0),
     Column("carbon_intensity_g_per_kwh", "float", "average carbon intensity over the run", minimum=0),
     Column("run_start_time", "str", "start timestamp of the run as recorded", nullable=True),
     Column("run_stop_time", "str", "stop timestamp of the run as recorded", nullable=True),
     # per component, raw (no PUE), whole run
-    Column("gpu_energy_kwh", "float", "raw GPU energy of the whole run, no PUE", minimum=0),
-    Column("cpu_energy_kwh", "float", "raw CPU energy of the whole run, no PUE", minimum=0),
-    Column("ram_energy_kwh", "float", "raw RAM energy of the whole run, no PUE", minimum=0),
-    Column("gpu_power_w", "float", "average GPU power over the run", minimum=0),
-    Column("cpu_power_w", "float", "average CPU power over the run", minimum=0),
+    Column("gpu_energy_kwh", "float", "raw GPU energy of the whole run, no PUE", nullable=True, minimum=0),
+    Column("cpu_energy_kwh", "float", "raw CPU energy of the whole run, no PUE", nullable=True, minimum=0),
+    Column("ram_energy_kwh", "float", "raw RAM energy of the whole run, no PUE", nullable=True, minimum=0),
+    Column("gpu_power_w", "float", "average GPU power over the run", nullable=True, minimum=0),
+    Column("cpu_power_w", "float", "average CPU power over the run", nullable=True, minimum=0),
     Column("gpu_devices", "str", "GPU device names, ';'-separated"),
     Column("cpu_devices", "str", "CPU device names, ';'-separated"),
     Column("infer_energy_mj", "float", "inference energy per sample", minimum=0),
@@ -89,7 +96,7 @@ _CHECKPOINT_COLUMNS = [
     Column("val_acc", "float", "validation accuracy (fraction)", nullable=True, minimum=0, maximum=1),
     Column("test_acc", "float", "test accuracy (fraction)", nullable=True, minimum=0, maximum=1),
     Column("energy_kwh", "float", "energy to this point, cumulative", minimum=0),
-    Column("co2eq_g", "float", "CO2-equivalent to this point, cumulative", minimum=0),
+    Column("co2eq_g", "float", "CO2-equivalent to this point, cumulative", nullable=True, minimum=0),
     Column("carbon_intensity_g_per_kwh", "float", "average carbon intensity", minimum=0),
     Column("start_time", "str", "evaluation start timestamp as recorded"),
     Column("stop_time", "str", "evaluation stop timestamp as recorded"),
@@ -109,8 +116,41 @@ CHECKPOINT_SCHEMA: dict[str, Column] = {
 _DTYPES = {"str": object, "int": "int64", "float": "float64"}
 
 
-def _rows(mask: np.ndarray, frame: pd.DataFrame, limit: int = 5) -> list[object]:
-    return list(frame.index[np.flatnonzero(mask)[:limit]])
+def row_problems(frame: pd.DataFrame, columns: dict[str, Column] | None = None) -> list[tuple[int, str, str]]:
+    """Every value that breaks its column's rule, as (row position, column, problem).
+
+    Columns the schema does not define are skipped (``validate_frame`` refuses them).
+    """
+    columns = COLUMNS if columns is None else columns
+    problems: list[tuple[int, str, str]] = []
+
+    def flag(mask: np.ndarray, name: str, message: str) -> None:
+        problems.extend((int(i), name, message) for i in np.flatnonzero(mask))
+
+    for name in frame.columns:
+        col = columns.get(name)
+        if col is None:
+            continue
+        values = frame[name]
+        empty = values.isna().to_numpy()
+        if not col.nullable:
+            flag(empty, name, "has NaN/empty values")
+        if col.kind == "str":
+            flag(~empty & ~values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool), name, "must hold text")
+        else:
+            numeric = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            flag(~empty & np.isnan(numeric), name, "must be numeric")
+            flag(np.isinf(numeric), name, "has infinite values")
+            with np.errstate(invalid="ignore"):
+                if col.kind == "int":
+                    flag(np.isfinite(numeric) & (np.floor(numeric) != numeric), name, "must hold integers")
+                if col.minimum is not None:
+                    flag(numeric < col.minimum, name, f"has values below {col.minimum}")
+                if col.maximum is not None:
+                    flag(numeric > col.maximum, name, f"has values above {col.maximum}")
+        if col.choices is not None:
+            flag(~empty & ~values.isin(col.choices).to_numpy(), name, f"must be one of {list(col.choices)}")
+    return problems
 
 
 def _describe_rows(rows: list[object], total: int) -> str:
@@ -134,65 +174,30 @@ def validate_frame(frame: pd.DataFrame, columns: dict[str, Column] | None = None
     missing = [c.name for c in columns.values() if c.required and c.name not in frame.columns]
     if missing:
         raise SchemaError(f"{what}: missing required column(s) {missing}", column=missing[0])
+    problems = row_problems(frame, columns)
+    if problems:
+        _, column, message = problems[0]
+        positions = [r for r, c, m in problems if c == column and m == message]
+        rows = list(frame.index[positions[:5]])
+        raise SchemaError(f"{what}: column {column!r} {message} at {_describe_rows(rows, len(positions))}",
+                          column=column, rows=rows)
 
     out = {}
     for name in frame.columns:
         col = columns[name]
         values = frame[name]
-        empty = values.isna().to_numpy()
-        if empty.any() and not col.nullable:
-            rows = _rows(empty, frame)
-            raise SchemaError(f"{what}: column {name!r} has NaN/empty values at "
-                              f"{_describe_rows(rows, int(empty.sum()))}", column=name, rows=rows)
         if col.kind == "str":
-            bad = ~empty & ~values.map(lambda v: isinstance(v, str)).to_numpy()
-            if bad.any():
-                rows = _rows(bad, frame)
-                raise SchemaError(f"{what}: column {name!r} must hold text; bad values at "
-                                  f"{_describe_rows(rows, int(bad.sum()))}", column=name, rows=rows)
-            converted = values.astype(object)
+            out[name] = values.astype(object)
         else:
-            try:
-                numeric = pd.to_numeric(values, errors="raise")
-            except (ValueError, TypeError) as exc:
-                raise SchemaError(f"{what}: column {name!r} must be numeric: {exc}", column=name) from None
-            arr = numeric.to_numpy(dtype="float64", na_value=np.nan)
-            if col.kind == "int":
-                frac = ~empty & (np.floor(arr) != arr)
-                if frac.any():
-                    rows = _rows(frac, frame)
-                    raise SchemaError(f"{what}: column {name!r} must hold integers; bad values at "
-                                      f"{_describe_rows(rows, int(frac.sum()))}", column=name, rows=rows)
-            inf = np.isinf(arr)
-            if inf.any():
-                rows = _rows(inf, frame)
-                raise SchemaError(f"{what}: column {name!r} has infinite values at "
-                                  f"{_describe_rows(rows, int(inf.sum()))}", column=name, rows=rows)
-            for bound, test, word in ((col.minimum, np.less, "below"), (col.maximum, np.greater, "above")):
-                if bound is None:
-                    continue
-                with np.errstate(invalid="ignore"):
-                    bad = test(arr, bound) & ~empty
-                if bad.any():
-                    rows = _rows(bad, frame)
-                    raise SchemaError(
-                        f"{what}: column {name!r} has values {word} {bound} at "
-                        f"{_describe_rows(rows, int(bad.sum()))} (e.g. {arr[np.flatnonzero(bad)[0]]!r})",
-                        column=name, rows=rows)
-            converted = numeric.astype("float64") if (col.kind == "float" or empty.any()) else numeric.astype("int64")
-        if col.choices is not None:
-            bad = ~empty & ~values.isin(col.choices).to_numpy()
-            if bad.any():
-                rows = _rows(bad, frame)
-                raise SchemaError(f"{what}: column {name!r} must be one of {list(col.choices)}; bad values at "
-                                  f"{_describe_rows(rows, int(bad.sum()))}", column=name, rows=rows)
-        out[name] = converted
-
+            numeric = pd.to_numeric(values)
+            integral = col.kind == "int" and not numeric.isna().any()
+            out[name] = numeric.astype("int64" if integral else "float64")
     result = pd.DataFrame(out, index=frame.index)
     dup = result.duplicated(list(key), keep=False).to_numpy()
     if dup.any():
-        rows = _rows(dup, result)
-        first = result.iloc[np.flatnonzero(dup)[0]][list(key)].to_dict()
+        positions = np.flatnonzero(dup)
+        rows = list(result.index[positions[:5]])
+        first = result.iloc[positions[0]][list(key)].to_dict()
         raise SchemaError(f"{what}: duplicate key {first} at {_describe_rows(rows, int(dup.sum()))}",
                           column="arch_key", rows=rows)
     return result.reset_index(drop=True)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..adapters import nasbench101 as nb101
 from ..errors import DataFormatError, EcnasError
+from ..schema import J_PER_KWH
 from ..hookspecs import hookimpl
 from ..datasets import sha256_file
 from ..table import EnergyTable, Manifest, TableSpec
@@ -68,7 +69,6 @@ EC_NAS_CITATION = ("Bakhtiarifard, Igel, Selvan. EC-NAS: Energy Consumption Awar
                    "Neural Architecture Search. ICASSP 2024.")
 DATASET = "cifar10"
 SPACE = "nasbench101"
-J_PER_KWH = 3.6e6
 
 
 def _hardware_name(device_names: str) -> str:

@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 
 from ecnas_plugin.errors import MeterConfigError, MeterError, UnknownName
 
+from ecnas_plugin.schema import J_PER_KWH, METHODS  # noqa: F401  (re-exported for meters)
+
 COMPONENTS = ("gpu", "cpu", "ram")
-METHODS = ("counter", "sampled", "estimated")  # strongest first
-J_PER_KWH = 3.6e6
 
 
 def weakest_method(methods: Iterable[str]) -> str:

@@ -1,0 +1,368 @@
+"""`ecnas contribute FILE`: check a measurement file, then merge it atomically into a user table.
+
+A measurement file is a table folder (``manifest.json`` + ``table.parquet`` [+
+``checkpoints.parquet``], as ``ecnas measure`` writes to ``<out>/table``), a campaign folder
+holding such a ``table/``, or a ``.parquet`` file with its manifest beside it (``manifest.json``
+or ``<stem>.manifest.json``) or given explicitly.
+
+Every check runs and every problem is reported with its row before anything is written: schema
+(columns, NaN, ranges, choices), units and plausibility (implied average IT power within the range
+of the device and components measured: a kWh column holding joules or a time in milliseconds
+lands far outside), duplicate keys in the file and against rows already contributed (a duplicate
+is refused, never an overwrite), and campaign metadata (tool, PUE, components, hardware and the
+campaign settings ``ecnas measure`` records). Accepted rows are merged under a lock and written
+with :meth:`EnergyTable.save` (temp folder, then rename); a rejection changes no file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ecnas_plugin.errors import DataFormatError, EcnasError, SchemaError
+from ecnas_plugin.hookspecs import hookimpl
+from ecnas_plugin.schema import COLUMNS, J_PER_KWH, KEY_COLUMNS, row_problems
+from ecnas_plugin.table import CHECKPOINTS_FILE, MANIFEST_FILE, TABLE_FILE, EnergyTable, Manifest, TableSpec
+
+from .campaign import CAMPAIGN_PREFIX, campaign_metadata
+
+USER_PREFIX = "user-"
+# Average power one device of each component can draw (W): generous bounds for unknown devices.
+COMPONENT_POWER_W = {"gpu": (5.0, 1000.0), "cpu": (0.5, 600.0), "ram": (0.1, 200.0)}
+# Known GPUs (substring of the hardware label): upper bound = 1.5 x board power (TDP).
+GPU_MAX_W = {"H200": 700, "H100": 700, "A100": 400, "V100": 300, "A6000": 300, "RTX 6000": 260,
+             "RTX 3090": 350, "RTX 3060": 170, "TITAN Xp": 250, "L4": 72, "T4": 70}
+METADATA_KEYS = ("name", "space", "dataset", "epochs", "meter", "methods", "pue")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason to reject: a row of the contributed table (0-based; None = the whole file)."""
+
+    row: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = "file" if self.row is None else f"row {self.row}"
+        return f"{where}" + (f" [{self.column}]" if self.column else "") + f": {self.message}"
+
+
+@dataclass
+class ContributionReport:
+    """The outcome: accepted (and where the rows went) or rejected with every problem found."""
+
+    source: Path
+    target: str
+    rows: int
+    problems: list[Problem] = field(default_factory=list)
+    table_dir: Path | None = None
+    total_rows: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return not self.problems
+
+    def text(self, limit: int = 50) -> str:
+        if self.accepted:
+            return (f"accepted {self.rows} row(s) from {self.source} into {self.target!r} "
+                    f"({self.total_rows} rows now, {self.table_dir})")
+        lines = [f"rejected {self.source}: {len(self.problems)} problem(s); nothing was changed"]
+        lines += [f"  {p}" for p in self.problems[:limit]]
+        if len(self.problems) > limit:
+            lines.append(f"  ... and {len(self.problems) - limit} more")
+        return "\n".join(lines)
+
+
+class ContributionRejected(EcnasError, ValueError):
+    """Raised by ``contribute(..., raise_on_reject=True)``; carries the report."""
+
+    def __init__(self, report: ContributionReport):
+        self.report = report
+        super().__init__(report.text())
+
+
+# ---------------------------------------------------------------------- reading
+def read_measurement(path: Path | str, manifest: Path | str | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame | None, Manifest]:
+    """The raw (not yet validated) table, checkpoints and manifest of a measurement file."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "table" / MANIFEST_FILE).is_file() and not (path / MANIFEST_FILE).is_file():
+            path = path / "table"  # an `ecnas measure` output folder
+        table_file, manifest_path = path / TABLE_FILE, Path(manifest) if manifest else path / MANIFEST_FILE
+        checkpoints_file = path / CHECKPOINTS_FILE
+    elif path.suffix == ".parquet":
+        table_file, checkpoints_file = path, None
+        candidates = [Path(manifest)] if manifest else [path.with_name(f"{path.stem}.manifest.json"),
+                                                         path.with_name(MANIFEST_FILE)]
+        manifest_path = next((c for c in candidates if c.is_file()), candidates[0])
+    else:
+        raise DataFormatError(path, None, "not a measurement file: expected a table folder or a .parquet file")
+    if not manifest_path.is_file():
+        raise DataFormatError(manifest_path, None, "manifest missing: every contribution needs its provenance")
+    if not table_file.is_file():
+        raise DataFormatError(table_file, None, "table file missing")
+    meta = Manifest.from_json(manifest_path.read_text(), str(manifest_path))
+    _verify(table_file, meta.checksum)
+    frame = _read_parquet(table_file)
+    checkpoints = None
+    if checkpoints_file is not None and checkpoints_file.is_file():
+        _verify(checkpoints_file, meta.checkpoints_checksum)
+        checkpoints = _read_parquet(checkpoints_file)
+    return frame, checkpoints, meta
+
+
+def _verify(path: Path, checksum: str) -> None:
+    from ecnas_plugin.datasets import sha256_file
+
+    if checksum and sha256_file(path) != checksum:
+        raise DataFormatError(path, None, "sha256 does not match the manifest's checksum: the file changed "
+                                          "after its manifest was written")
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise DataFormatError(path, None, f"not a readable parquet file: {exc}") from None
+
+
+# ---------------------------------------------------------------------- checks
+def check_rows(frame: pd.DataFrame, meta: Manifest, existing: EnergyTable | None = None,
+               power_range_w: tuple[float, float] | None = None) -> list[Problem]:
+    """Every row-level and file-level problem of a contributed table (empty list: acceptable)."""
+    problems: list[Problem] = []
+    unknown = [c for c in frame.columns if c not in COLUMNS]
+    if unknown:
+        problems.append(Problem(None, unknown[0], f"unknown column(s) {unknown}"))
+    needed = [c.name for c in COLUMNS.values() if c.required] + ["train_time_s"]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        problems.append(Problem(None, missing[0], f"missing column(s) {missing} (train_time_s is needed "
+                                                  f"to check the energy's plausibility)"))
+        return problems
+    if frame.empty:
+        return [Problem(None, None, "the table has no rows")]
+    problems += _column_problems(frame)
+    problems += _flag(frame["space"] != meta.space, "space", f"space differs from the manifest's {meta.space!r}")
+    problems += _flag(frame["source"] != "measured", "source",
+                      "only measured rows can be contributed (scaled/predicted values are derived, not data)")
+    if "dataset" in frame:
+        synthetic = frame["dataset"].astype(str).str.contains("synthetic")
+        for col in ("train_acc", "val_acc", "test_acc"):
+            if col in frame:
+                problems += _flag(synthetic & frame[col].notna(), col,
+                                  "accuracy on synthetic inputs is meaningless; energy-only rows leave it empty")
+    dup = frame.duplicated(list(KEY_COLUMNS), keep="first")
+    problems += _flag(dup, "arch_key", "duplicate key: the same (arch, dataset, epochs, hardware, campaign, "
+                                       "repeat) appears earlier in this file")
+    if existing is not None:
+        known = set(zip(*(existing.frame[c].tolist() for c in KEY_COLUMNS)))
+        already = [tuple(k) in known for k in zip(*(frame[c].tolist() for c in KEY_COLUMNS))]
+        problems += _flag(pd.Series(already, index=frame.index), "arch_key",
+                          f"already contributed to {existing.name!r}: a duplicate, not an overwrite")
+    problems += _power_problems(frame, meta, power_range_w)
+    problems += _metadata_problems(frame, meta)
+    return sorted(problems, key=lambda p: (-1 if p.row is None else p.row, p.column or ""))
+
+
+def _flag(mask: pd.Series | np.ndarray, column: str | None, message: str) -> list[Problem]:
+    mask = np.asarray(mask, dtype=bool)
+    return [Problem(int(i), column, message) for i in np.flatnonzero(mask)]
+
+
+def _column_problems(frame: pd.DataFrame) -> list[Problem]:
+    """The schema's rules, every offending row (validate_frame stops at the first bad column)."""
+    return [Problem(row, column, message) for row, column, message in row_problems(frame)]
+
+
+def device_power_range(meta: Manifest, hardware: str, devices: int = 1) -> tuple[float, float]:
+    """Plausible average IT power (W) of the manifest's components on ``hardware``."""
+    low = high = 0.0
+    for comp in meta.components:
+        lo, hi = COMPONENT_POWER_W.get(comp, (0.0, 1000.0))
+        if comp == "gpu":
+            hi = next((1.5 * w for name, w in GPU_MAX_W.items() if name.lower() in hardware.lower()), hi)
+            lo, hi = lo * devices, hi * devices
+        low, high = low + lo, high + hi
+    return low, high
+
+
+def _power_problems(frame: pd.DataFrame, meta: Manifest, fixed: tuple[float, float] | None) -> list[Problem]:
+    """Implied average power = energy / PUE / time must fit the device: catches unit mix-ups."""
+    if not meta.components or meta.pue is None:
+        return []  # reported by the metadata check
+    energy = pd.to_numeric(frame["train_energy_kwh"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    seconds = pd.to_numeric(frame["train_time_s"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    gpus = (frame["gpu_devices"].astype(str).str.count(";") + 1).to_numpy() if "gpu_devices" in frame else None
+    problems = []
+    for i in range(len(frame)):
+        if not (np.isfinite(energy[i]) and np.isfinite(seconds[i])) or energy[i] < 0:
+            continue  # already reported
+        if seconds[i] <= 0:
+            problems.append(Problem(i, "train_time_s", "training time must be > 0 for measured energy"))
+            continue
+        watts = energy[i] * J_PER_KWH / meta.pue / seconds[i]
+        low, high = fixed or device_power_range(meta, str(frame["hardware"].iloc[i]),
+                                                 int(gpus[i]) if gpus is not None else 1)
+        if not low <= watts <= high:
+            problems.append(Problem(i, "train_energy_kwh", f"implied average power {watts:.4g} W (energy / PUE / "
+                                    f"time) is outside {low:g}..{high:g} W for {'+'.join(meta.components)} on "
+                                    f"{frame['hardware'].iloc[i]!r}: wrong units (J vs kWh, ms vs s)?"))
+    return problems
+
+
+def _metadata_problems(frame: pd.DataFrame, meta: Manifest) -> list[Problem]:
+    problems = []
+    if not meta.tool.strip():
+        problems.append(Problem(None, None, "manifest.tool is empty: say what measured the energy"))
+    if meta.pue is None:
+        problems.append(Problem(None, None, "manifest.pue is missing: record the PUE applied (1.0 = none)"))
+    if not meta.components:
+        problems.append(Problem(None, None, "manifest.components is empty: say which of gpu/cpu/ram were measured"))
+    data = campaign_metadata(meta)
+    if data is None:
+        problems.append(Problem(None, None, f"campaign metadata missing: the manifest notes need a line "
+                                            f"'{CAMPAIGN_PREFIX}{{json}}' (ecnas measure writes it)"))
+        return problems
+    lacking = [k for k in METADATA_KEYS if k not in data]
+    if lacking:
+        problems.append(Problem(None, None, f"campaign metadata lacks {lacking}"))
+        return problems
+    if data["pue"] != meta.pue:
+        problems.append(Problem(None, None, f"campaign PUE {data['pue']} differs from manifest PUE {meta.pue}"))
+    methods = data["methods"] if isinstance(data["methods"], dict) else {}
+    if sorted(methods) != sorted(meta.components):
+        problems.append(Problem(None, None, f"campaign methods {methods} do not cover the components "
+                                            f"{list(meta.components)}"))
+    if "estimated" in methods.values() and "ESTIMATED" not in meta.notes:
+        problems.append(Problem(None, None, "estimated energy must be labelled: the notes lack 'ESTIMATED'"))
+    if "energy_method" in frame and methods:  # per-row provenance must agree with the campaign's meter
+        from ecnas_plugin.energy.meters.base import weakest_method
+
+        expected = weakest_method(methods.values())
+        problems += _flag(frame["energy_method"] != expected, "energy_method",
+                          f"differs from the campaign's meter methods (weakest: {expected!r})")
+    for col, key in (("campaign", "name"), ("dataset", "dataset"), ("epochs", "epochs")):
+        problems += _flag(frame[col] != data[key], col, f"differs from the campaign metadata ({data[key]!r})")
+    return problems
+
+
+# ---------------------------------------------------------------------- merging
+def contribute(path: Path | str, *, into: str | None = None, manifest: Path | str | None = None,
+               power_range_w: tuple[float, float] | None = None, dry_run: bool = False) -> ContributionReport:
+    """Validate a measurement file and merge it into the user table ``into`` (default ``user-<space>``).
+
+    Returns a report; when it lists problems, no file was changed. A second contribution of the
+    same rows is rejected as duplicates. ``dry_run`` checks without writing.
+    """
+    from ecnas_plugin.api import table_dir
+
+    path = Path(path)
+    try:
+        frame, checkpoints, meta = read_measurement(path, manifest)
+    except (DataFormatError, SchemaError) as exc:
+        return ContributionReport(path, into or "?", 0, [Problem(None, None, str(exc))])
+    target = into or f"{USER_PREFIX}{meta.space}"
+    folder = table_dir(target)
+    report = ContributionReport(path, target, len(frame))
+    with _locked(folder):
+        try:
+            existing = EnergyTable.load(folder) if folder.exists() else None
+        except (DataFormatError, SchemaError) as exc:
+            report.problems.append(Problem(None, None, f"the user table {target!r} is unusable, fix it first: {exc}"))
+            return report
+        if existing is not None and existing.space != meta.space:
+            report.problems.append(Problem(None, "space", f"table {target!r} holds {existing.space!r}, "
+                                                          f"the file {meta.space!r}"))
+        report.problems += check_rows(frame, meta, existing, power_range_w)
+        if report.problems:
+            return report
+        try:
+            incoming = EnergyTable(frame, meta, checkpoints)
+            merged = _merge(existing, incoming, target)
+        except (SchemaError, DataFormatError) as exc:
+            report.problems.append(Problem(None, getattr(exc, "column", None), str(exc)))
+            return report
+        if not dry_run:
+            merged.save(folder)
+        report.table_dir, report.total_rows = folder, len(merged)
+    return report
+
+
+def _merge(existing: EnergyTable | None, incoming: EnergyTable, target: str) -> EnergyTable:
+    if existing is None:
+        return EnergyTable(incoming.frame, replace(incoming.manifest, name=target, checksum="",
+                                                   checkpoints_checksum="", created="",
+                                                   description=f"user-contributed {incoming.space} measurements"),
+                           incoming.checkpoints)
+    merged = existing.merge(incoming, name=target)
+    # keep every campaign's settings, not only the first one's
+    lines = [ln for ln in incoming.manifest.notes.splitlines() if ln.startswith(CAMPAIGN_PREFIX)]
+    merged.manifest = replace(merged.manifest, notes="\n".join([merged.manifest.notes, *lines]),
+                              tool=_join(existing.manifest.tool, incoming.manifest.tool),
+                              checksum="", checkpoints_checksum="", created="")
+    return merged
+
+
+def _join(a: str, b: str) -> str:
+    return a if b in a.split(" | ") else f"{a} | {b}"
+
+
+def all_campaign_metadata(meta: Manifest) -> list[dict]:
+    """Every campaign's settings recorded in a (possibly merged) manifest."""
+    out = []
+    for line in meta.notes.splitlines():
+        if line.startswith(CAMPAIGN_PREFIX):
+            try:
+                out.append(json.loads(line[len(CAMPAIGN_PREFIX):]))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One contributor at a time per table (flock on a file beside the table folder)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder.parent / f".{folder.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except ImportError:
+            pass
+        yield
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------- user tables as plugin tables
+def user_table_specs() -> list[TableSpec]:
+    """A TableSpec for every user table in the cache, so ``load_table("user-<space>")`` works."""
+    from ecnas_plugin.api import table_dir
+
+    root = table_dir("x").parent
+    specs = []
+    for folder in sorted(root.glob(f"{USER_PREFIX}*")) if root.is_dir() else []:
+        try:
+            meta = Manifest.from_json((folder / MANIFEST_FILE).read_text(), str(folder))
+        except (OSError, DataFormatError, SchemaError):
+            continue  # half-written or foreign folder: not offered
+        specs.append(TableSpec(folder.name, meta.space, meta.description, (),
+                               build=lambda paths, f=folder: EnergyTable.load(f)))
+    return specs
+
+
+@hookimpl
+def ecnas_tables() -> Sequence[TableSpec]:
+    return user_table_specs()

@@ -1,0 +1,123 @@
+"""`ecnas surrogate fit | eval | predict`: thin layer over the Python API (hook: ``add_subparser``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _frame(table: str, epochs: int | None):
+    from ecnas_plugin.api import load_table
+
+    frame = load_table(table).frame
+    frame = frame[frame["source"] == "measured"]
+    if epochs is not None:
+        frame = frame[frame["epochs"] == epochs]
+    elif frame["epochs"].nunique() > 1:
+        frame = frame[frame["epochs"] == frame["epochs"].min()]
+    return frame
+
+
+def _load(model_dir: Path | None):
+    from .predictor import Predictor, default_predictor
+
+    return default_predictor() if model_dir is None else Predictor.load(model_dir)
+
+
+def fit_command(args: argparse.Namespace) -> int:
+    """Fit on a table's measured rows (one budget), hold out cells, print and save metrics."""
+    from .evaluation import evaluate, split
+    from .predictor import fit
+
+    frame = _frame(args.table, args.epochs)
+    train, test = split(frame, args.test_fraction, args.seed)
+    if args.train_cells:
+        import numpy as np
+
+        keys = np.random.default_rng(args.seed).permutation(sorted(train["arch_key"].unique()))
+        train = train[train["arch_key"].isin(keys[: args.train_cells])]
+    predictor = fit(train, args.model, source_table=args.table, seed=args.seed)
+    predictor.metrics = {"held_out": evaluate(predictor, test)} if len(test) else {}
+    predictor.save(args.out)
+    print(json.dumps({"saved": str(args.out), **predictor.metrics}, indent=2))
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """Metrics of a saved (or the shipped) model on a table's cells it never saw; learning curve."""
+    from .evaluation import evaluate, learning_curve, plot_learning_curve
+
+    frame = _frame(args.table, args.epochs)
+    out = {}
+    if not args.curve_only:
+        out["metrics"] = evaluate(_load(args.model_dir), frame, rank_only=args.rank_only)
+    if args.learning_curve:
+        curve = learning_curve(frame, sizes=args.learning_curve, model=args.model, seed=args.seed)
+        out["learning_curve"] = curve.to_dict(orient="records")
+        print(curve.to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=sys.stderr)
+        if args.csv:
+            curve.to_csv(args.csv, index=False)
+        if args.png:
+            plot_learning_curve(curve, args.png, title=f"{args.model} on {args.table}")
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    """Predicted energy (source=predicted, with σ) for cells given as hashes, ADJ:OPS or JSON."""
+    from ecnas_plugin.adapters.nasbench101 import NasBench101
+
+    texts = list(args.arch or [])
+    if args.input:
+        texts += [line.strip() for line in Path(args.input).read_text().splitlines() if line.strip()]
+    if not texts:
+        raise SystemExit("ecnas surrogate predict: give --arch (repeatable) or --input FILE")
+    space = NasBench101()
+    archs = [space.parse_arch(t) for t in texts]
+    frame = _load(args.model_dir).predict_energy(archs)
+    if args.format == "json":
+        print(frame.to_json(orient="records", indent=2))
+    else:
+        print(frame.to_csv(index=False), end="")
+    return 0
+
+
+def add_subparser(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``surrogate fit|eval|predict`` to the ``ecnas`` parser."""
+    p = subparsers.add_parser("surrogate", help="energy surrogates: fit, evaluate, predict")
+    sub = p.add_subparsers(dest="surrogate_command", required=True)
+    from .predictor import surrogate_classes
+
+    models = sorted(surrogate_classes())
+
+    f = sub.add_parser("fit", help="train a surrogate on a table's measured energies")
+    f.add_argument("--table", default="ecnas-5v")
+    f.add_argument("--epochs", type=int, help="budget to learn (default: the table's smallest)")
+    f.add_argument("--model", default="lightgbm", choices=models)
+    f.add_argument("--train-cells", type=int, help="train on at most this many cells")
+    f.add_argument("--test-fraction", type=float, default=0.4, help="cells held out for the metrics")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", type=Path, required=True, help="folder to write the model to")
+    f.set_defaults(func=fit_command)
+
+    e = sub.add_parser("eval", help="metrics on unseen cells; optional learning curve (table + PNG)")
+    e.add_argument("--model-dir", type=Path, help="saved model folder (default: the shipped model)")
+    e.add_argument("--table", default="ecnas-5v")
+    e.add_argument("--epochs", type=int)
+    e.add_argument("--rank-only", action="store_true", help="another campaign: report τ and ρ only")
+    e.add_argument("--learning-curve", type=int, nargs="+", metavar="N", help="training sizes, e.g. 50 100 500 1000")
+    e.add_argument("--curve-only", action="store_true", help="only the learning curve")
+    e.add_argument("--model", default="lightgbm", choices=models, help="model for the learning curve")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--csv", type=Path, help="write the learning curve table here")
+    e.add_argument("--png", type=Path, help="write the learning curve figure here")
+    e.set_defaults(func=eval_command)
+
+    q = sub.add_parser("predict", help="predicted energy with σ for NB101 cells")
+    q.add_argument("--arch", action="append", help="module hash, ADJ:OPS or JSON (repeatable)")
+    q.add_argument("--input", type=Path, help="file with one architecture per line")
+    q.add_argument("--model-dir", type=Path, help="saved model folder (default: the shipped model)")
+    q.add_argument("--format", choices=("csv", "json"), default="csv")
+    q.set_defaults(func=predict_command)

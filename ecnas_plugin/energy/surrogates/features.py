@@ -1,0 +1,413 @@
+"""Surrogate features from each search space's codec, computed in bulk with numpy.
+
+NAS-Bench-101 cells are held as a :class:`CellBatch`: pruned cells padded to 7 vertices (interior
+vertices first, padding vertices next, the output vertex always at index 6), so every feature is a
+vectorised array operation and 423k cells featurise in about a second. Parameters and FLOPs are
+counted analytically for NB101's CIFAR-10 network (stem 128 channels, 3 stacks of 3 cells) and
+agree exactly with ``ecnas_plugin.networks`` builders and the ``params`` EC-NAS stored.
+FLOPs are multiply-accumulates, the convention of ``ecnas_plugin.networks.count_flops``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ecnas_plugin.adapters import nasbench101 as nb101
+from ecnas_plugin.errors import InvalidArchitecture, UnknownName
+
+FEATURE_SET = "nb101-invariant-v1"  # bump whenever the feature vector changes meaning
+NB201_FEATURE_SET = "nb201-v1"
+
+V = nb101.MAX_VERTICES  # 7
+PAD, IN, C3, C1, MP, OUT = 0, 1, 2, 3, 4, 5
+OP_CODES = {nb101.INPUT: IN, nb101.CONV3X3: C3, nb101.CONV1X1: C1, nb101.MAXPOOL3X3: MP, nb101.OUTPUT: OUT}
+OP_NAMES = {v: k for k, v in OP_CODES.items()}
+
+# NB101 CIFAR-10 network: stacks of (output channels, spatial positions).
+STEM_CHANNELS = 128
+STACKS = ((128, 32 * 32), (256, 16 * 16), (512, 8 * 8))
+CELLS_PER_STACK = 3
+NUM_CLASSES = 10
+_IU = np.triu_indices(V, 1)
+
+
+@dataclass(frozen=True)
+class CellBatch:
+    """Pruned NB101 cells as padded arrays: ``adjacency`` (N, 7, 7) uint8, ``ops`` (N, 7) int8."""
+
+    adjacency: np.ndarray
+    ops: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    @classmethod
+    def from_cells(cls, cells: Iterable[object]) -> CellBatch:
+        """From Cells, ``(matrix, ops)`` pairs or ``{"matrix", "ops"}`` dicts; validates and prunes each.
+
+        Raises the codec's InvalidArchitecture for an invalid cell.
+        """
+        mats, opss = [], []
+        for cell in cells:
+            pruned = _to_pruned_cell(cell)
+            m, o = _pad(pruned)
+            mats.append(m)
+            opss.append(o)
+        if not mats:
+            return cls(np.zeros((0, V, V), np.uint8), np.zeros((0, V), np.int8))
+        return cls(np.stack(mats), np.stack(opss))
+
+    @classmethod
+    def from_arrays(cls, adjacency: np.ndarray, ops: np.ndarray) -> CellBatch:
+        """From padded arrays (as this class holds them); checks every rule, vectorised.
+
+        Raises InvalidArchitecture naming the rule and the first offending row.
+        """
+        adjacency = np.asarray(adjacency)
+        ops = np.asarray(ops)
+        if adjacency.ndim != 3 or adjacency.shape[1:] != (V, V) or ops.shape != (len(adjacency), V):
+            raise InvalidArchitecture("shape", f"expected (N, 7, 7) adjacency and (N, 7) ops, got "
+                                               f"{adjacency.shape} and {ops.shape}")
+        checks = [
+            ("non-binary", ~np.isin(adjacency, (0, 1)).all(axis=(1, 2)), "adjacency entries must be 0 or 1"),
+            ("not-upper-triangular", np.tril(adjacency).any(axis=(1, 2)), "edges must point forwards"),
+            ("first-op", ops[:, 0] != IN, "vertex 0 must be the input"),
+            ("last-op", ops[:, -1] != OUT, "vertex 6 must be the output (padding goes before it)"),
+            ("unknown-op", ~np.isin(ops[:, 1:-1], (PAD, C3, C1, MP)).all(axis=1), "interior op codes must be 0, 2, 3 or 4"),
+            ("too-many-edges", adjacency.sum(axis=(1, 2)) > nb101.MAX_EDGES, f"at most {nb101.MAX_EDGES} edges"),
+        ]
+        adjacency = adjacency.astype(np.uint8)
+        ops = ops.astype(np.int8)
+        on_path = _on_path(adjacency)
+        real = ops != PAD
+        checks += [
+            ("padding-edge", ((adjacency.any(axis=2) | adjacency.any(axis=1)) & ~real).any(axis=1),
+             "a padding vertex has edges"),
+            ("disconnected", (real & ~on_path).any(axis=1), "a vertex lies on no input-output path (prune first)"),
+            ("padding-order", (np.diff(real[:, 1:-1].astype(np.int8), axis=1) > 0).any(axis=1),
+             "padding vertices must follow the interior vertices"),
+        ]
+        for rule, bad, detail in checks:
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise InvalidArchitecture(rule, f"{detail} (row {row} of the batch)",
+                                          _describe(adjacency[row], ops[row]))
+        return cls(adjacency, ops)
+
+    def cells(self) -> list[nb101.Cell]:
+        """The codec Cells of this batch (padding removed)."""
+        out = []
+        for m, o in zip(self.adjacency, self.ops):
+            keep = np.flatnonzero(o != PAD)
+            out.append(nb101.Cell(m[np.ix_(keep, keep)].tolist(), [OP_NAMES[int(c)] for c in o[keep]]))
+        return out
+
+    def keys(self) -> list[str]:
+        """Module hash of every cell (slow for very large batches: pure Python hashing)."""
+        return [nb101.module_hash(c) for c in self.cells()]
+
+
+def _to_pruned_cell(cell: object) -> nb101.Cell:
+    if isinstance(cell, nb101.Cell):
+        return cell.pruned()
+    if isinstance(cell, dict):
+        if {"matrix", "ops"} - cell.keys():
+            raise InvalidArchitecture("shape", "dict needs 'matrix' and 'ops'", cell)
+        return nb101.prune(cell["matrix"], cell["ops"])
+    if isinstance(cell, (tuple, list)) and len(cell) == 2:
+        return nb101.prune(cell[0], cell[1])
+    raise InvalidArchitecture("bad-key", "expected a Cell, (matrix, ops) or {'matrix', 'ops'}", cell)
+
+
+def _pad(cell: nb101.Cell) -> tuple[np.ndarray, np.ndarray]:
+    n = cell.num_vertices
+    pos = list(range(n - 1)) + [V - 1]  # interior vertices keep their order, output moves to 6
+    m = np.zeros((V, V), np.uint8)
+    m[np.ix_(pos, pos)] = np.asarray(cell.matrix, dtype=np.uint8)
+    o = np.zeros(V, np.int8)
+    o[pos] = [OP_CODES[op] for op in cell.ops]
+    return m, o
+
+
+def _describe(m: np.ndarray, o: np.ndarray) -> str:
+    return "".join(map(str, m.ravel().tolist())) + ":" + ",".join(OP_NAMES.get(int(c), "pad") for c in o)
+
+
+def _on_path(adj: np.ndarray) -> np.ndarray:
+    """(N, 7) bool: vertex lies on some input→output path."""
+    n = len(adj)
+    fwd = np.zeros((n, V), bool)
+    fwd[:, 0] = True
+    for v in range(1, V):
+        fwd[:, v] = (fwd[:, :v] & adj[:, :v, v].astype(bool)).any(axis=1)
+    back = np.zeros((n, V), bool)
+    back[:, V - 1] = True
+    for v in range(V - 2, -1, -1):
+        back[:, v] = (back[:, v + 1:] & adj[:, v, v + 1:].astype(bool)).any(axis=1)
+    return fwd & back
+
+
+# ----------------------------------------------------------------------------- channels and counts
+
+
+def vertex_channels(adj: np.ndarray, out_channels: int) -> np.ndarray:
+    """(N, 7) channels of every interior vertex, as NAS-Bench-101's ``compute_vertex_channels``.
+
+    Vertex 0 and 6 are left 0 (they carry the cell's input/output channels); padding vertices 0.
+    """
+    adj = adj.astype(np.int64)
+    feeds_out = adj[:, 1:V - 1, V - 1]  # (N, 5)
+    fan_in = feeds_out.sum(axis=1)
+    safe = np.maximum(fan_in, 1)
+    base, extra = out_channels // safe, out_channels % safe
+    rank = np.cumsum(feeds_out, axis=1) - 1
+    ch = np.zeros(adj.shape[:2], np.int64)
+    ch[:, 1:V - 1] = feeds_out * (base[:, None] + (rank < extra[:, None]))
+    for v in range(V - 3, 0, -1):
+        succ = (adj[:, v, v + 1:V - 1] * ch[:, v + 1:V - 1]).max(axis=1)
+        ch[:, v] = np.where(feeds_out[:, v - 1] == 1, ch[:, v], succ)
+    return ch
+
+
+def _graph_codes(adj: np.ndarray) -> np.ndarray:
+    """One int per adjacency (its 21 upper-triangular bits)."""
+    bits = adj[:, _IU[0], _IU[1]].astype(np.uint32)
+    return bits @ (np.uint32(1) << np.arange(len(_IU[0]), dtype=np.uint32))
+
+
+def _per_graph(adj: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unique graphs of a batch: (their adjacencies, channels (U, stacks, 7), inverse index).
+
+    A batch of 423k cells has only a few thousand distinct graphs; everything that depends on the
+    graph alone is computed once per graph and gathered.
+    """
+    _, first, inverse = np.unique(_graph_codes(adj), return_index=True, return_inverse=True)
+    graphs = adj[first].astype(np.int64)
+    ch = np.stack([vertex_channels(graphs, c_out) for c_out, _ in STACKS], axis=1)
+    ch[:, :, V - 1] = [c for c, _ in STACKS]
+    return graphs, ch, inverse.ravel()
+
+
+def size_counts(batch: CellBatch) -> dict[str, np.ndarray]:
+    """Params and FLOPs (MACs) of the NB101 CIFAR-10 network of every cell, split by op kind.
+
+    Keys: params, flops, flops_conv3x3, flops_conv1x1, flops_proj (1x1 projections of the cell
+    input), flops_pool (cell max-pools), activations (interior vertex outputs, elements per image).
+    """
+    graphs, ch_u, inverse = _per_graph(batch.adjacency)
+    ops = batch.ops
+    n = len(batch)
+    is3, is1, ispool = (ops == C3), (ops == C1), (ops == MP)
+    conv_ops = is3 | is1
+    params = np.full(n, 9 * 3 * STEM_CHANNELS + 2 * STEM_CHANNELS, np.int64)
+    flops = {k: np.zeros(n, np.float64) for k in ("conv3x3", "conv1x1", "proj", "pool")}
+    activations = np.zeros(n, np.float64)
+    fixed_flops = 32 * 32 * 9 * 3 * STEM_CHANNELS  # stem
+    c_in = STEM_CHANNELS
+    # the cell input is 1x1-projected to each vertex it feeds: per graph, total channels projected
+    proj_u = (graphs[:, None, 0, 1:] * ch_u[:, :, 1:]).sum(axis=2)  # (U, stacks)
+    for s, (c_out, hw) in enumerate(STACKS):
+        if c_out != STEM_CHANNELS:
+            fixed_flops += hw * c_in * 4  # 2x2 max-pool before the stack, on c_in channels
+        ch = ch_u[inverse, s]
+        sq = ch * ch
+        # every cell of a stack is the same but the first, whose input has c_in channels
+        cin_sum = c_in + (CELLS_PER_STACK - 1) * c_out
+        proj_ch = proj_u[inverse, s]
+        sq3, sq1 = (sq * is3).sum(axis=1), (sq * is1).sum(axis=1)
+        params += (cin_sum + 2 * CELLS_PER_STACK) * proj_ch
+        params += CELLS_PER_STACK * (9 * sq3 + sq1 + 2 * (ch * conv_ops).sum(axis=1))
+        flops["proj"] += hw * cin_sum * proj_ch
+        flops["conv3x3"] += CELLS_PER_STACK * hw * 9 * sq3
+        flops["conv1x1"] += CELLS_PER_STACK * hw * sq1
+        flops["pool"] += CELLS_PER_STACK * hw * 9 * (ch * ispool).sum(axis=1)
+        activations += CELLS_PER_STACK * hw * (ch_u[inverse, s, 1:V - 1].sum(axis=1) + proj_ch)
+        c_in = c_out
+    params += c_in * NUM_CLASSES + NUM_CLASSES
+    fixed_flops += c_in * NUM_CLASSES
+    total = fixed_flops + sum(flops.values())
+    return {"params": params, "flops": total, **{f"flops_{k}": v for k, v in flops.items()},
+            "activations": activations}
+
+
+def _longest_paths(adj: np.ndarray) -> np.ndarray:
+    """(N, 7) longest-path depth of every vertex from the input (−1 for unreachable/padding)."""
+    n = len(adj)
+    depth = np.full((n, V), -1, np.int64)
+    depth[:, 0] = 0
+    for v in range(1, V):
+        cand = np.where(adj[:, :v, v].astype(bool) & (depth[:, :v] >= 0), depth[:, :v] + 1, -1)
+        depth[:, v] = cand.max(axis=1)
+    return depth
+
+
+def nb101_feature_names() -> list[str]:
+    """Column names of :func:`nb101_features`."""
+    return ["vertices", "edges", "input_out_degree", "output_in_degree", "input_to_output", "depth", "max_width",
+            "n_conv3x3", "n_conv1x1", "n_maxpool", "log_params", "log_flops", "log_flops_conv3x3",
+            "log_flops_conv1x1", "log_flops_proj", "log_flops_pool", "log_activations", "conv_layers"]
+
+
+def _graph_features(graphs: np.ndarray) -> np.ndarray:
+    """(U, 7) shape statistics of each graph alone."""
+    depth = _longest_paths(graphs)
+    real = graphs.any(axis=1) | graphs.any(axis=2)  # padding vertices have no edges
+    level_counts = np.stack([((depth == d) & real).sum(axis=1) for d in range(1, V - 1)], axis=1)
+    return np.stack([
+        real.sum(axis=1), graphs.sum(axis=(1, 2)), graphs[:, 0, :].sum(axis=1), graphs[:, :, V - 1].sum(axis=1),
+        graphs[:, 0, V - 1], depth[:, V - 1], level_counts.max(axis=1)], axis=1).astype(np.float32)
+
+
+def nb101_features(batch: CellBatch) -> np.ndarray:
+    """(N, 18) float32 features; names from :func:`nb101_feature_names`.
+
+    No feature uses vertex positions (graph statistics, op counts, analytic params/FLOPs per op
+    kind), so two numberings of one cell (one module hash) get the same features up to the few
+    channels NB101 itself assigns by vertex index. Many cells share a feature row (a 423k batch
+    has ~20k distinct rows), which the predictor exploits.
+    """
+    ops = batch.ops
+    n = len(batch)
+    graphs, _, inverse = _per_graph(batch.adjacency)
+    counts = size_counts(batch)
+    n3, n1, npool = (ops == C3).sum(axis=1), (ops == C1).sum(axis=1), (ops == MP).sum(axis=1)
+    out = np.empty((n, len(nb101_feature_names())), np.float32)
+    out[:, :7] = _graph_features(graphs)[inverse]
+    out[:, 7], out[:, 8], out[:, 9] = n3, n1, npool
+    out[:, 10] = np.log(counts["params"])
+    out[:, 11] = np.log(counts["flops"])
+    for j, name in enumerate(("flops_conv3x3", "flops_conv1x1", "flops_proj", "flops_pool", "activations")):
+        out[:, 12 + j] = np.log1p(counts[name])
+    out[:, 17] = (n3 + n1 + graphs[inverse, 0, 1:].sum(axis=1)) * CELLS_PER_STACK * len(STACKS)
+    return out
+
+
+def full_graphs_7v() -> np.ndarray:
+    """(4793, 7, 7) uint8: every 7-vertex upper-triangular graph with at most 9 edges whose vertices
+    all lie on an input→output path (the graphs of NB101's 7-vertex cells), found vectorised."""
+    masks = np.arange(1 << len(_IU[0]), dtype=np.uint32)
+    bits = (masks[:, None] >> np.arange(len(_IU[0]), dtype=np.uint32)) & 1
+    bits = bits[bits.sum(axis=1) <= nb101.MAX_EDGES].astype(np.uint8)
+    adj = np.zeros((len(bits), V, V), np.uint8)
+    adj[:, _IU[0], _IU[1]] = bits
+    return adj[_on_path(adj).all(axis=1)]
+
+
+def random_cell_batch(size: int, seed: int = 0) -> CellBatch:
+    """``size`` random valid pruned 7-vertex NB101 cells (repeats possible): a random graph of
+    :func:`full_graphs_7v` with random ops. The same shape of work as predicting every NB101 cell."""
+    rng = np.random.default_rng(seed)
+    graphs = full_graphs_7v()
+    adj = graphs[rng.integers(0, len(graphs), size)]
+    ops = np.empty((size, V), np.int8)
+    ops[:, 0], ops[:, -1] = IN, OUT
+    ops[:, 1:-1] = rng.choice(np.array([C3, C1, MP], np.int8), size=(size, V - 2))
+    return CellBatch(adj, ops)
+
+
+# ----------------------------------------------------------------------------- hash -> cell
+
+
+class CellIndex:
+    """Module hash → Cell for the cells this project can name without the full NB101 enumeration:
+    every cell with at most 5 vertices (all of ecnas-4v/5v) plus any cells added (e.g. 7v_data.pt's)."""
+
+    def __init__(self, cells: Iterable[nb101.Cell] = ()):
+        self._cells: dict[str, nb101.Cell] = {}
+        self.add(cells)
+
+    def add(self, cells: Iterable[nb101.Cell]) -> None:
+        for cell in cells:
+            self._cells[nb101.module_hash(cell)] = cell.pruned()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._cells
+
+    def __len__(self) -> int:
+        return len(self._cells)
+
+    def cell(self, key: str) -> nb101.Cell:
+        try:
+            return self._cells[key.lower()]
+        except KeyError:
+            raise UnknownName("NAS-Bench-101 module hash", key, (),
+                              context=f"among the {len(self)} cells this index knows (every cell of <=5 "
+                                      "vertices and the 7-vertex cells of 7v_data.pt); pass the cell itself "
+                                      "(matrix, ops) instead") from None
+
+    def batch(self, keys: Sequence[str]) -> CellBatch:
+        return CellBatch.from_cells(self.cell(k) for k in keys)
+
+
+_DEFAULT_INDEX: CellIndex | None = None
+
+
+def cells_7v(path: object) -> list[nb101.Cell]:
+    """The 4,310 cells of EC-NAS's ``7v_data.pt`` (loaded with ``weights_only=True``)."""
+    import torch
+
+    adjacency, opcodes, _, _ = torch.load(path, weights_only=True, map_location="cpu")
+    return [nb101.from_7v_arrays(a, o).pruned() for a, o in zip(adjacency.numpy(), opcodes.numpy())]
+
+
+def default_cell_index(include_7v: bool = True) -> CellIndex:
+    """Every ≤5-vertex cell, plus 7v_data.pt's cells where that file is in the mirror or cache."""
+    global _DEFAULT_INDEX
+    if _DEFAULT_INDEX is None:
+        index = CellIndex(nb101.enumerate_cells(5))
+        if include_7v:
+            from ecnas_plugin import datasets
+            from ecnas_plugin.errors import EcnasError
+            from ecnas_plugin.registry import get_registry
+
+            try:
+                path = datasets.resolve(get_registry().data_file("7v_data.pt"), download=False)
+            except EcnasError:
+                path = None  # not available offline: hashes of 7v cells then need the cell itself
+            if path is not None:
+                index.add(cells_7v(path))
+        _DEFAULT_INDEX = index
+    return _DEFAULT_INDEX
+
+
+# ----------------------------------------------------------------------------- NAS-Bench-201
+
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+NB201_EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+
+
+def nb201_counts(op_index: np.ndarray, C: int = 16, N: int = 5, num_classes: int = 10) -> dict[str, np.ndarray]:
+    """Params and FLOPs (MACs, pooling counted) of NB201's CIFAR network for (M, 6) op indices
+    into ``NB201_OPS``; the same layout as ``ecnas_plugin.networks.build_nb201``."""
+    op_index = np.asarray(op_index)
+    n3 = (op_index == 3).sum(axis=1)
+    n1 = (op_index == 2).sum(axis=1)
+    npool = (op_index == 4).sum(axis=1)
+    params = np.full(len(op_index), 9 * 3 * C + 2 * C, np.int64)
+    flops = np.full(len(op_index), 32 * 32 * 9 * 3 * C, np.float64)
+    ch, hw = C, 32 * 32
+    for stage in range(3):
+        if stage > 0:
+            out, hw_out = ch * 2, hw // 4
+            params += 9 * ch * out + 2 * out + 9 * out * out + 2 * out + ch * out
+            flops += hw_out * (9 * ch * out + 9 * out * out + ch * out + 4 * ch)
+            ch, hw = out, hw_out
+        params += N * (n3 * (9 * ch * ch + 2 * ch) + n1 * (ch * ch + 2 * ch))
+        flops += N * hw * (n3 * 9 * ch * ch + n1 * ch * ch + npool * 9 * ch)
+    params += 2 * ch + ch * num_classes + num_classes
+    flops += ch * num_classes
+    return {"params": params, "flops": flops}
+
+
+def nb201_features(archs: Iterable[str | Sequence[str]]) -> np.ndarray:
+    """(M, 6*5 + 2) float32: one-hot of each edge's op, then log params and log FLOPs."""
+    from ecnas_plugin.networks.nasbench201 import parse_arch
+
+    idx = np.array([[NB201_OPS.index(op) for op in parse_arch(a)] for a in archs], dtype=np.int64).reshape(-1, 6)
+    onehot = (idx[:, :, None] == np.arange(len(NB201_OPS))).reshape(len(idx), -1)
+    counts = nb201_counts(idx)
+    return np.concatenate([onehot, np.log(counts["params"])[:, None], np.log(counts["flops"])[:, None]],
+                          axis=1).astype(np.float32)

@@ -1,0 +1,275 @@
+"""Energy surrogate models: LightGBM, a torch MLP (as EC-NAS's), and an ensemble of both.
+
+Every model is a K-fold ensemble: member k is trained without fold k, so each training cell has an
+out-of-fold prediction. The members' spread is the model uncertainty; the out-of-fold residuals
+give the noise variance and a scale factor that makes ±1σ hold ~68% of held-out values. A
+prediction is ``(mean, sd)`` in Wh (targets are given in Wh too).
+
+Members are stored without pickle: LightGBM's own text model format, torch ``state_dict`` tensors
+(loaded with ``weights_only=True``), and JSON for everything else (see ``persistence.py``).
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+ONE_SIGMA = 0.6826894921370859  # share of a normal distribution inside ±1σ
+
+
+class Surrogate(ABC):
+    """Base class of every energy surrogate plugin (``ecnas_surrogates`` hook).
+
+    Subclasses set ``name`` and implement ``_fit_member``, ``_predict_members`` and the
+    member (de)serialisation; the K-fold ensemble and its calibration live here.
+    """
+
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, folds: int = 5, seed: int = 0, **params: Any):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            from ecnas_plugin.errors import UnknownName
+
+            raise UnknownName(f"parameter of surrogate {self.name!r}", unknown[0], self.defaults)
+        if folds < 2:
+            raise ValueError(f"folds must be >= 2 (members need out-of-fold cells), got {folds}")
+        self.folds = folds
+        self.seed = seed
+        self.params = {**self.defaults, **params}
+        self.members: list[Any] = []
+        self.calibration: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ fit / predict
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Surrogate:
+        """Train ``folds`` members on K-fold splits of (X, y Wh) and calibrate the σ."""
+        X = np.asarray(X, np.float32)
+        y = np.asarray(y, np.float64)
+        if len(X) != len(y) or len(y) < 2 * self.folds:
+            raise ValueError(f"need at least {2 * self.folds} cells with one target each, got X {X.shape}, y {y.shape}")
+        if not np.isfinite(y).all() or (y <= 0).any():
+            raise ValueError("targets must be positive, finite energies (Wh)")
+        rng = np.random.default_rng(self.seed)
+        fold = rng.permutation(len(y)) % self.folds
+        self.members = []
+        oof = np.empty(len(y))
+        for k in range(self.folds):
+            train = fold != k
+            member = self._fit_member(X[train], y[train], seed=self.seed * 1000 + k)
+            self.members.append(member)
+            oof[~train] = self._predict_members([member], X[~train])[0]
+        _, spread = self._ensemble(X)
+        resid = y - oof
+        # Members saw 1 - 1/K of the data; the noise is what their spread does not explain.
+        noise_var = max(float(np.mean(resid**2) - np.mean(spread**2)), 0.0)
+        sd = np.sqrt(spread**2 + noise_var)
+        scale = float(np.quantile(np.abs(resid) / np.maximum(sd, 1e-12), ONE_SIGMA))
+        self.calibration = {"noise_var_wh2": noise_var, "sd_scale": scale,
+                            "oof_mae_wh": float(np.mean(np.abs(resid)))}
+        return self
+
+    def _ensemble(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        preds = self._predict_members(self.members, np.asarray(X, np.float32))
+        return preds.mean(axis=0), preds.std(axis=0)
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, sd) in Wh for every row of X."""
+        if not self.members:
+            raise RuntimeError(f"surrogate {self.name!r} is not fitted")
+        mean, spread = self._ensemble(X)
+        c = self.calibration
+        sd = c["sd_scale"] * np.sqrt(spread**2 + c["noise_var_wh2"])
+        return np.maximum(mean, 0.0), sd
+
+    # ------------------------------------------------------------------ members
+    @abstractmethod
+    def _fit_member(self, X: np.ndarray, y: np.ndarray, seed: int) -> Any: ...
+
+    @abstractmethod
+    def _predict_members(self, members: list[Any], X: np.ndarray) -> np.ndarray:
+        """(members, N) predictions in Wh."""
+
+    @abstractmethod
+    def member_files(self) -> dict[str, bytes]:
+        """File name → bytes for every member (no pickle)."""
+
+    @abstractmethod
+    def load_members(self, files: dict[str, bytes], n_inputs: int) -> None:
+        """Inverse of :meth:`member_files`."""
+
+    def config(self) -> dict[str, Any]:
+        """JSON-ready description: name, folds, seed, params, calibration."""
+        return {"name": self.name, "folds": self.folds, "seed": self.seed, "params": dict(self.params),
+                "calibration": dict(self.calibration)}
+
+
+# ---------------------------------------------------------------------------------- LightGBM
+
+
+class LightGBMSurrogate(Surrogate):
+    """Gradient-boosted trees (LightGBM, L1 loss on Wh: robust to the measurement drift)."""
+
+    name = "lightgbm"
+    defaults = {"num_leaves": 4, "learning_rate": 0.1, "rounds": 300, "min_data_in_leaf": 5,
+                "bagging_fraction": 0.8, "feature_fraction": 0.5, "objective": "l1", "threads": 2}
+
+    def _booster_params(self, seed: int) -> dict[str, Any]:
+        p = self.params
+        return {"objective": p["objective"], "num_leaves": p["num_leaves"], "learning_rate": p["learning_rate"],
+                "min_data_in_leaf": p["min_data_in_leaf"], "bagging_fraction": p["bagging_fraction"],
+                "bagging_freq": 1, "feature_fraction": p["feature_fraction"], "seed": seed,
+                "deterministic": True, "num_threads": p["threads"], "verbose": -1}
+
+    def _fit_member(self, X: np.ndarray, y: np.ndarray, seed: int) -> Any:
+        import lightgbm as lgb
+
+        data = lgb.Dataset(X, y, params={"verbose": -1})
+        return lgb.train(self._booster_params(seed), data, num_boost_round=self.params["rounds"])
+
+    def _predict_members(self, members: list[Any], X: np.ndarray) -> np.ndarray:
+        return np.stack([m.predict(X, num_threads=self.params["threads"]) for m in members])
+
+    def member_files(self) -> dict[str, bytes]:
+        return {f"lightgbm_{k}.txt": m.model_to_string().encode() for k, m in enumerate(self.members)}
+
+    def load_members(self, files: dict[str, bytes], n_inputs: int) -> None:
+        import lightgbm as lgb
+
+        self.members = []
+        for k in range(self.folds):
+            booster = lgb.Booster(model_str=files[f"lightgbm_{k}.txt"].decode())
+            if booster.num_feature() != n_inputs:
+                raise ValueError(f"lightgbm_{k}.txt expects {booster.num_feature()} features, not {n_inputs}")
+            self.members.append(booster)
+
+
+# ---------------------------------------------------------------------------------- MLP
+
+
+class _MLPMember:
+    """One torch MLP on standardised features, predicting standardised log-energy."""
+
+    def __init__(self, n_inputs: int, hidden: int, layers: int):
+        import torch
+        from torch import nn
+
+        dims = [n_inputs] + [hidden] * layers
+        blocks: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            blocks += [nn.Linear(a, b), nn.ReLU()]
+        self.net = nn.Sequential(*blocks, nn.Linear(dims[-1], 1))
+        self.buffers = {k: torch.zeros(n) for k, n in (("x_mean", n_inputs), ("x_std", n_inputs),
+                                                       ("y_mean", 1), ("y_std", 1))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**{f"net.{k}": v for k, v in self.net.state_dict().items()}, **self.buffers}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        self.buffers = {k: state[k] for k in self.buffers}
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
+        b = self.buffers
+        with torch.no_grad():
+            x = (torch.from_numpy(np.asarray(X, np.float32)) - b["x_mean"]) / b["x_std"]
+            out = self.net(x).squeeze(1) * b["y_std"] + b["y_mean"]
+        return np.exp(out.double().numpy())
+
+
+class MLPSurrogate(Surrogate):
+    """A small torch MLP like EC-NAS's surrogate (full-batch AdamW, L1 on log energy), K-fold ensemble."""
+
+    name = "mlp"
+    defaults = {"hidden": 64, "layers": 2, "steps": 1500, "learning_rate": 3e-3, "weight_decay": 1e-3}
+
+    def _fit_member(self, X: np.ndarray, y: np.ndarray, seed: int) -> _MLPMember:
+        import torch
+
+        torch.manual_seed(seed)
+        p = self.params
+        member = _MLPMember(X.shape[1], p["hidden"], p["layers"])
+        xt, yt = torch.from_numpy(X), torch.from_numpy(np.log(y).astype(np.float32))
+        std = xt.std(dim=0)
+        member.buffers = {"x_mean": xt.mean(dim=0), "x_std": torch.where(std > 0, std, torch.ones_like(std)),
+                          "y_mean": yt.mean().reshape(1), "y_std": yt.std().reshape(1)}
+        xs = (xt - member.buffers["x_mean"]) / member.buffers["x_std"]
+        ys = (yt - member.buffers["y_mean"]) / member.buffers["y_std"]
+        opt = torch.optim.AdamW(member.net.parameters(), lr=p["learning_rate"], weight_decay=p["weight_decay"])
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=p["steps"])
+        for _ in range(p["steps"]):  # full batch: training sets are small (≤ a few thousand cells)
+            opt.zero_grad()
+            loss = (member.net(xs).squeeze(1) - ys).abs().mean()
+            loss.backward()
+            opt.step()
+            sched.step()
+        member.net.eval()
+        return member
+
+    def _predict_members(self, members: list[Any], X: np.ndarray) -> np.ndarray:
+        return np.stack([m.predict(X) for m in members])
+
+    def member_files(self) -> dict[str, bytes]:
+        import torch
+
+        buf = io.BytesIO()
+        torch.save({f"member{k}.{name}": t for k, m in enumerate(self.members)
+                    for name, t in m.state_dict().items()}, buf)
+        return {"mlp.pt": buf.getvalue()}
+
+    def load_members(self, files: dict[str, bytes], n_inputs: int) -> None:
+        import torch
+
+        state = torch.load(io.BytesIO(files["mlp.pt"]), weights_only=True, map_location="cpu")
+        self.members = []
+        for k in range(self.folds):
+            prefix = f"member{k}."
+            member = _MLPMember(n_inputs, self.params["hidden"], self.params["layers"])
+            member.load_state_dict({key[len(prefix):]: v for key, v in state.items() if key.startswith(prefix)})
+            member.net.eval()
+            self.members.append(member)
+
+
+# ---------------------------------------------------------------------------------- ensemble
+
+
+class EnsembleSurrogate(Surrogate):
+    """LightGBM and MLP members averaged (weight ``lightgbm_weight`` on the trees)."""
+
+    name = "ensemble"
+    defaults = {"lightgbm_weight": 0.5, "lightgbm": {}, "mlp": {}}
+
+    def __init__(self, folds: int = 5, seed: int = 0, **params: Any):
+        super().__init__(folds, seed, **params)
+        self.lgb = LightGBMSurrogate(folds, seed, **self.params["lightgbm"])
+        self.mlp = MLPSurrogate(folds, seed, **self.params["mlp"])
+
+    def _fit_member(self, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[Any, Any]:
+        return self.lgb._fit_member(X, y, seed), self.mlp._fit_member(X, y, seed)
+
+    def _predict_members(self, members: list[Any], X: np.ndarray) -> np.ndarray:
+        w = self.params["lightgbm_weight"]
+        trees = self.lgb._predict_members([m[0] for m in members], X)
+        nets = self.mlp._predict_members([m[1] for m in members], X)
+        return w * trees + (1 - w) * nets
+
+    def _sync(self) -> None:
+        self.lgb.members = [m[0] for m in self.members]
+        self.mlp.members = [m[1] for m in self.members]
+
+    def member_files(self) -> dict[str, bytes]:
+        self._sync()
+        return {**self.lgb.member_files(), **self.mlp.member_files()}
+
+    def load_members(self, files: dict[str, bytes], n_inputs: int) -> None:
+        self.lgb.load_members(files, n_inputs)
+        self.mlp.load_members(files, n_inputs)
+        self.members = list(zip(self.lgb.members, self.mlp.members))
+
+
+BUILTIN_SURROGATES: tuple[type[Surrogate], ...] = (LightGBMSurrogate, MLPSurrogate, EnsembleSurrogate)

@@ -1,0 +1,179 @@
+"""`ecnas contribute`: validation with a row-level report, atomic merge, rejections change nothing.
+
+The measurement file is real: a tiny NB201 campaign trained on Flowers-17 with the meter that
+works here. Bad files are that file with one thing broken each.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ecnas_plugin.energy import campaign as cp
+from ecnas_plugin.energy.cli import main as cli_main
+from ecnas_plugin.energy.contribute import (
+    _power_problems,
+    all_campaign_metadata,
+    contribute,
+    device_power_range,
+    user_table_specs,
+)
+from ecnas_plugin.energy.meters import MeterError, default_meter
+from ecnas_plugin.table import EnergyTable, Manifest
+
+CELLS = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
+         "|avg_pool_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|none~1|skip_connect~2|"]
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory, shared_data) -> Path:
+    """A real campaign output folder (journal + table)."""
+    try:
+        default_meter()
+    except MeterError as exc:
+        pytest.skip(f"no energy meter works here: {exc}")
+    out = tmp_path_factory.mktemp("campaign")
+    spec = cp.CampaignSpec(name="contrib-a", space="nasbench201", archs=tuple(CELLS), epochs=1,
+                           network={"C": 4, "N": 1}, data_root=str(shared_data / "flowers17"), torch_threads=1)
+    cp.run_campaign(spec, out, progress=False)
+    return out
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("ECNAS_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def variant(measured: Path, tmp_path: Path, name: str, edit_frame=None, edit_manifest=None) -> Path:
+    """The measured table as ``name.parquet`` + ``name.manifest.json``, with one thing changed."""
+    table = EnergyTable.load(measured / "table")
+    frame = table.frame.copy()
+    if edit_frame is not None:
+        frame = edit_frame(frame)
+    manifest = replace(table.manifest, checksum="", checkpoints_checksum="")
+    if edit_manifest is not None:
+        manifest = edit_manifest(manifest)
+    path = tmp_path / f"{name}.parquet"
+    frame.to_parquet(path, index=False)
+    path.with_name(f"{name}.manifest.json").write_text(manifest.to_json())
+    return path
+
+
+def test_accepted_then_duplicate_is_rejected_without_change(measured, cache):
+    report = contribute(measured)  # the `ecnas measure` output folder itself
+    assert report.accepted, report.text()
+    assert report.target == "user-nasbench201" and report.total_rows == 2
+    folder = cache / "tables" / "user-nasbench201"
+    table = EnergyTable.load(folder)
+    assert sorted(table.frame["arch_key"]) == sorted(CELLS) and len(table.checkpoints) == 2
+    assert all_campaign_metadata(table.manifest)[0]["name"] == "contrib-a"
+    specs = {s.name: s for s in user_table_specs()}  # offered to the registry as a table
+    assert len(specs["user-nasbench201"].build({})) == 2
+
+    before = snapshot(cache)
+    again = contribute(measured / "table")
+    assert not again.accepted
+    assert [p.row for p in again.problems] == [0, 1]
+    assert all("already contributed" in p.message for p in again.problems)
+    assert snapshot(cache) == before
+
+
+def test_row_level_report_and_nothing_written(measured, cache, tmp_path):
+    assert contribute(measured).accepted
+    before = snapshot(cache)
+
+    def break_rows(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.copy()
+        frame["campaign"] = "contrib-a"
+        extra = frame.iloc[[1]].copy()
+        extra["repeat"] = 1  # a new key ...
+        frame = pd.concat([frame, extra, extra], ignore_index=True)  # ... given twice (rows 2, 3)
+        frame.loc[0, "train_energy_kwh"] = float("nan")
+        frame.loc[2, "train_energy_kwh"] *= 3.6e6  # joules written into a kWh column
+        frame.loc[3, "val_acc"] = 1.7
+        return frame
+
+    bad = variant(measured, tmp_path, "bad", break_rows)
+    report = contribute(bad)
+    assert not report.accepted
+    found = {(p.row, p.column) for p in report.problems}
+    assert (0, "train_energy_kwh") in found  # NaN
+    assert (2, "train_energy_kwh") in found  # implausible power: wrong unit
+    assert (3, "arch_key") in found  # duplicate inside the file
+    assert (3, "val_acc") in found  # accuracy above 1
+    assert (1, "arch_key") in found  # row 1 was contributed before
+    assert any("implied average power" in p.message for p in report.problems if p.row == 2)
+    assert snapshot(cache) == before
+    assert "nothing was changed" in report.text()
+
+
+def test_missing_campaign_metadata_and_unlabelled_estimate_are_rejected(measured, cache, tmp_path):
+    table = EnergyTable.load(measured / "table")
+    no_meta = variant(measured, tmp_path, "nometa", edit_manifest=lambda m: replace(
+        m, notes="\n".join(ln for ln in m.notes.splitlines() if not ln.startswith(cp.CAMPAIGN_PREFIX))))
+    report = contribute(no_meta)
+    assert not report.accepted and any("campaign metadata missing" in p.message for p in report.problems)
+    if "estimated" in cp.campaign_metadata(table.manifest)["methods"].values():
+        hidden = variant(measured, tmp_path, "hidden", edit_manifest=lambda m: replace(
+            m, notes=m.notes.replace("ESTIMATED, NOT MEASURED", "note")))
+        report = contribute(hidden)
+        assert any("must be labelled" in p.message for p in report.problems)
+    assert not (cache / "tables" / "user-nasbench201").exists()
+
+
+def test_pue_mismatch_is_refused_atomically(measured, cache, tmp_path):
+    assert contribute(measured).accepted
+    before = snapshot(cache)
+
+    def other_campaign(frame):
+        frame = frame.copy()
+        frame["campaign"] = "contrib-b"
+        frame["train_energy_kwh"] *= 1.5
+        return frame
+
+    def pue_15(m: Manifest) -> Manifest:
+        meta = {**cp.campaign_metadata(m), "name": "contrib-b", "pue": 1.5}
+        notes = [ln for ln in m.notes.splitlines() if not ln.startswith(cp.CAMPAIGN_PREFIX)]
+        return replace(m, pue=1.5, notes="\n".join([*notes, cp.CAMPAIGN_PREFIX + json.dumps(meta)]))
+
+    path = variant(measured, tmp_path, "pue", other_campaign, pue_15)
+    report = contribute(path)
+    assert not report.accepted and "PUE" in report.problems[0].message
+    assert snapshot(cache) == before
+    # into a table of its own it is fine, and found beside its manifest by name
+    ok = contribute(path, into="user-nasbench201-pue15")
+    assert ok.accepted, ok.text()
+    assert EnergyTable.load(cache / "tables" / "user-nasbench201-pue15").manifest.pue == 1.5
+
+
+def test_cli_exit_codes(measured, cache, capsys):
+    assert cli_main(["contribute", str(measured), "--dry-run"]) == 0
+    assert not (cache / "tables" / "user-nasbench201").exists()  # dry run wrote nothing
+    assert cli_main(["contribute", str(measured)]) == 0
+    assert cli_main(["contribute", str(measured)]) == 1
+    assert "already contributed" in capsys.readouterr().err
+    assert cli_main(["contribute", str(measured / "journal.jsonl")]) == 1
+
+
+def test_plausibility_passes_real_ecnas_data_and_catches_wrong_units(shared_data):
+    """EC-NAS measured NB101 cells on a Quadro RTX 6000 (GPU + CPU, PUE 1.59): all plausible."""
+    from ecnas_plugin.api import load_table
+
+    table = load_table("ecnas-4v")
+    meta = table.manifest
+    low, high = device_power_range(meta, "Quadro RTX 6000")
+    assert low < 100 < 390 < high  # the card's TDP-based bound plus a CPU
+    assert _power_problems(table.frame, meta, None) == []
+    in_joules = table.frame.assign(train_energy_kwh=table.frame["train_energy_kwh"] * 3.6e6)
+    assert len(_power_problems(in_joules, meta, None)) == len(table.frame)
+    in_ms = table.frame.assign(train_time_s=table.frame["train_time_s"] * 1000)
+    assert len(_power_problems(in_ms, meta, None)) == len(table.frame)

@@ -1,0 +1,69 @@
+"""The example third-party plugin in examples/ is installed for real and its table loads through the registry."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from importlib.metadata import distributions, entry_points
+from pathlib import Path
+
+import pytest
+
+from ecnas_plugin import registry as reg
+from ecnas_plugin.energy.campaign import campaign_metadata
+from ecnas_plugin.energy.contribute import contribute
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ecnas-example-tables"
+TABLE = "example-nb201-flowers17-cpu"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """``pip install --no-deps --target`` of a copy (no build litter in the source tree, no network)."""
+    work = tmp_path_factory.mktemp("example")
+    source = shutil.copytree(EXAMPLE, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    target = work / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                           "--no-index", "--target", str(target), str(source)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"pip could not install the example plugin:\n{proc.stdout}\n{proc.stderr}")
+    return target
+
+
+def test_installed_plugin_provides_its_table(installed, monkeypatch):
+    dists = [d for d in distributions(path=[str(installed)]) if d.metadata["Name"] == "ecnas-example-tables"]
+    assert len(dists) == 1
+    eps = [ep for ep in dists[0].entry_points if ep.group == reg.GROUP]
+    assert [ep.name for ep in eps] == ["example_tables"]
+    monkeypatch.syspath_prepend(str(installed))  # as if installed into site-packages
+    found = [ep for ep in entry_points(group=reg.GROUP) if ep.name == "example_tables"]
+    assert len(found) == 1 and found[0].value == "ecnas_example_tables"
+    registry = reg.Registry(allowed=None)  # ordinary discovery through the entry-point group
+    plugin = next(p for p in registry.plugins if p.entry_point == "example_tables")
+    assert plugin.loaded and not plugin.errors and plugin.provides == {"tables": [TABLE]}
+    assert not plugin.builtin
+
+    monkeypatch.setattr(reg, "_REGISTRY", registry)
+    from ecnas_plugin import api
+
+    table = api.load_table(TABLE, download=False)
+    assert table.name == TABLE and table.space == "nasbench201" and len(table) == 5
+    assert (api.table_dir(TABLE) / "manifest.json").is_file()  # built once, cached
+    assert table.frame["val_acc"].between(0, 1).all() and (table.frame["epochs"] == 3).all()
+    assert len(table.checkpoints) == 15
+    meta = campaign_metadata(table.manifest)
+    assert meta["dataset"] == "flowers17" and meta["network"] == {"C": 16, "N": 5}
+    if "estimated" in meta["methods"].values():
+        assert "ESTIMATED" in table.manifest.notes
+    if "nasbench201" in registry.items["spaces"]:  # the built-in space, when ecnas-plugin is installed
+        arch = table.frame["arch_key"].iloc[0]
+        assert api.query("nasbench201", arch, table=TABLE)["arch_key"].tolist() == [arch]
+
+
+def test_shipped_measurement_is_a_valid_contribution(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECNAS_CACHE_DIR", str(tmp_path))
+    data = EXAMPLE / "src" / "ecnas_example_tables" / "data" / "nb201-flowers17-cpu"
+    report = contribute(data, dry_run=True)
+    assert report.accepted, report.text()
+    assert not any(tmp_path.rglob("*.parquet"))  # dry run
