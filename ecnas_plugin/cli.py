@@ -111,11 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_query)
 
     from .energy.cli import add_subparsers as add_energy
+    from .energy.surrogates.cli import add_subparser as add_surrogate
     from .naslib.cli import add_subparser as add_naslib
     from .study.cli import add_subparser as add_study
 
     add_energy(sub)
     add_naslib(sub)
+    add_surrogate(sub)
     add_study(sub)
     return parser
 

@@ -29,7 +29,7 @@ from ecnas_plugin.errors import DataFormatError, SchemaError, UnknownName
 from ecnas_plugin.schema import SCHEMA_VERSION
 
 from . import features as F
-from .models import BUILTIN_SURROGATES, Surrogate
+from .models import Surrogate
 
 FORMAT = "ecnas-surrogate"
 FORMAT_VERSION = 1
@@ -41,15 +41,9 @@ TARGET = "train_energy_kwh"
 
 def surrogate_classes() -> dict[str, type[Surrogate]]:
     """Surrogate classes by name: the built-ins plus any from ``ecnas_surrogates`` plugins."""
-    classes = {c.name: c for c in BUILTIN_SURROGATES}
-    try:
-        from ecnas_plugin.registry import get_registry
+    from ecnas_plugin.registry import get_registry
 
-        items = get_registry().items.get("surrogates", {})
-        classes.update({name: cls for name, cls in items.items() if name not in classes})
-    except Exception:  # noqa: BLE001 - the registry may not know this hook yet; built-ins still work
-        pass
-    return classes
+    return dict(get_registry().items["surrogates"])
 
 
 def training_checksum(keys: Sequence[str], energy_kwh: np.ndarray) -> str:

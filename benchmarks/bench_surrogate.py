@@ -1,0 +1,80 @@
+"""Energy surrogate benchmark: held-out 5v metrics, bulk prediction speed and memory, learning curve,
+cross-campaign rank correlation, epoch-scaling error.
+
+    python benchmarks/bench_surrogate.py [--png learning_curve.png] [--quick]
+
+Uses the shipped default model for the held-out, bulk and cross-campaign figures; the learning
+curve trains fresh LightGBM ensembles on nested training sets against one held-out set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+import tracemalloc
+from pathlib import Path
+
+import ecnas_plugin as ep
+from ecnas_plugin.energy import surrogates as S
+from ecnas_plugin.energy.surrogates import features as F
+from ecnas_plugin.energy.surrogates.evaluation import split
+from ecnas_plugin.energy.surrogates.train_default import SEED, TEST_FRACTION
+
+ALL_NB101_CELLS = 423_624
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--png", type=Path, default=Path("surrogate_learning_curve.png"))
+    parser.add_argument("--quick", action="store_true", help="smaller learning curve")
+    args = parser.parse_args()
+    fmt = lambda d: "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())  # noqa: E731
+
+    five = ep.load_table("ecnas-5v").frame
+    model = S.default_predictor()
+    _, test = split(five, TEST_FRACTION, SEED)
+    held = S.evaluate(model, test)
+    print(f"[held-out 5v, 4 epochs] model={model.model.name} trained on {model.training['cells']} cells")
+    print("  " + fmt(held))
+    print(f"  goals: tau>=0.90 {'MET' if held['kendall_tau'] >= 0.90 else 'NOT MET'}, "
+          f"MAE<=0.8 Wh {'MET' if held['mae_wh'] <= 0.8 else 'NOT MET'}")
+
+    batch = F.random_cell_batch(ALL_NB101_CELLS, seed=0)
+    model.predict_batch(F.random_cell_batch(1000, seed=1))  # warm up (imports, lazy init)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    mean, sd = model.predict_batch(batch)
+    elapsed = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"[bulk] {len(batch):,} valid 7-vertex cells (features + prediction): {elapsed:.2f} s "
+          f"(goal <= 5 s: {'MET' if elapsed <= 5 else 'NOT MET'}); peak traced numpy/python memory "
+          f"{peak / 2**20:.0f} MiB; process max RSS {rss:.0f} MiB; mean {mean.mean() * 1000:.2f} Wh, "
+          f"median sd {sorted(sd)[len(sd) // 2] * 1000:.2f} Wh")
+
+    sizes = (50, 100, 200, 500, 1000) if args.quick else (50, 100, 200, 500, 1000, 1500)
+    curve = S.learning_curve(five, sizes=sizes, model="lightgbm", test_fraction=TEST_FRACTION, seed=SEED, folds=10)
+    print("[learning curve, lightgbm, held-out 40% of ecnas-5v]")
+    print(curve.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    S.plot_learning_curve(curve, args.png, title="LightGBM energy surrogate, ecnas-5v held out")
+    print(f"  figure: {args.png}")
+
+    seven = ep.load_table("ecnas-7v").frame
+    ranks = S.evaluate(model, seven, rank_only=True)
+    print("[cross-campaign: trained on ecnas-5v, predicting ecnas-7v (rank only)]  " + fmt(ranks))
+    calib = seven.sample(100, random_state=0)
+    calibrated = model.calibrate(calib)
+    rest = seven[~seven["arch_key"].isin(calib["arch_key"])]
+    print("[cross-campaign, calibrated on 100 measured 7v cells, others]  " + fmt(S.evaluate(calibrated, rest)))
+
+    errors = S.scaling_errors(ep.load_table("ecnas-4v").frame)
+    print("[epoch scaling from 4 epochs on ecnas-4v's measured budgets (fitted: 5-fold over cells)]")
+    print(errors.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"  fitted model on all cells: {S.EpochScaling.fit(ep.load_table('ecnas-4v').frame)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
