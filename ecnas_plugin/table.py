@@ -26,7 +26,6 @@ from .errors import DataFormatError, SchemaError, UnknownName
 from .schema import (
     CHECKPOINT_COLUMNS,
     CHECKPOINT_SCHEMA,
-    KEY_COLUMNS,
     SCHEMA_VERSION,
     check_schema_version,
     validate_frame,

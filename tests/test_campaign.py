@@ -112,7 +112,7 @@ def test_killed_campaign_resumes_without_loss_or_duplicates(tmp_path, shared_dat
     """Really SIGKILL a campaign process mid-run, then run it again to the end."""
     archs = cp.sample_cells("nasbench201", 6, seed=11)
     out = tmp_path / "run"
-    argv = [sys.executable, "-m", "ecnas_plugin.energy.cli", "measure", "nasbench201", "--name", "killed",
+    argv = [sys.executable, "-m", "ecnas_plugin.cli", "measure", "nasbench201", "--name", "killed",
             "--epochs", "1", "--network", "C=4", "N=1", "--data-root", str(shared_data / "flowers17"),
             "--threads", "1", "--out", str(out), "--quiet", "--cells", *archs]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}

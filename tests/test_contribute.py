@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from ecnas_plugin.energy import campaign as cp
-from ecnas_plugin.energy.cli import main as cli_main
+from ecnas_plugin.cli import main as cli_main
 from ecnas_plugin.energy.contribute import (
     _power_problems,
     all_campaign_metadata,

@@ -121,20 +121,3 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("meters", help="which energy meters work on this machine, and why not")
     p.set_defaults(func=_cmd_meters)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Run these subcommands on their own (``python -m ecnas_plugin.energy.cli``)."""
-    from ecnas_plugin.errors import EcnasError
-
-    parser = argparse.ArgumentParser(prog="ecnas")
-    add_subparsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except EcnasError as exc:
-        print(f"ecnas: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
