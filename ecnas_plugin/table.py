@@ -16,6 +16,7 @@ from dataclasses import MISSING, asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,6 +57,7 @@ class Manifest:
     hardware: tuple[str, ...] = ()
     source_files: tuple[Mapping[str, str], ...] = ()  # [{"name", "sha256"}] the table was built from
     notes: str = ""
+    campaigns: tuple[Mapping[str, Any], ...] = ()  # settings of each measurement campaign in the table
     schema_version: int = SCHEMA_VERSION
     created: str = ""
     rows: int = 0
@@ -66,6 +68,7 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         data["source_files"] = [dict(s) for s in self.source_files]
+        data["campaigns"] = [dict(c) for c in self.campaigns]
         return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
@@ -88,6 +91,7 @@ class Manifest:
         data["components"] = tuple(data["components"])
         data["hardware"] = tuple(data.get("hardware", ()))
         data["source_files"] = tuple(data.get("source_files", ()))
+        data["campaigns"] = tuple(data.get("campaigns", ()))
         return cls(**data)
 
 
@@ -273,6 +277,7 @@ class EnergyTable:
             m, name=name or m.name,
             components=tuple(sorted(set(m.components) | set(other.manifest.components))),
             source_files=m.source_files + other.manifest.source_files,
+            campaigns=m.campaigns + other.manifest.campaigns,
             notes=(m.notes + f"\nmerged with {other.name!r} ({other.manifest.tool}, PUE {other.manifest.pue})").strip(),
         )
         if other.manifest.pue != m.pue:

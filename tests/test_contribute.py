@@ -6,7 +6,6 @@ works here. Bad files are that file with one thing broken each.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -118,8 +117,7 @@ def test_row_level_report_and_nothing_written(measured, cache, tmp_path):
 
 def test_missing_campaign_metadata_and_unlabelled_estimate_are_rejected(measured, cache, tmp_path):
     table = EnergyTable.load(measured / "table")
-    no_meta = variant(measured, tmp_path, "nometa", edit_manifest=lambda m: replace(
-        m, notes="\n".join(ln for ln in m.notes.splitlines() if not ln.startswith(cp.CAMPAIGN_PREFIX))))
+    no_meta = variant(measured, tmp_path, "nometa", edit_manifest=lambda m: replace(m, campaigns=()))
     report = contribute(no_meta)
     assert not report.accepted and any("campaign metadata missing" in p.message for p in report.problems)
     if "estimated" in cp.campaign_metadata(table.manifest)["methods"].values():
@@ -142,8 +140,7 @@ def test_pue_mismatch_is_refused_atomically(measured, cache, tmp_path):
 
     def pue_15(m: Manifest) -> Manifest:
         meta = {**cp.campaign_metadata(m), "name": "contrib-b", "pue": 1.5}
-        notes = [ln for ln in m.notes.splitlines() if not ln.startswith(cp.CAMPAIGN_PREFIX)]
-        return replace(m, pue=1.5, notes="\n".join([*notes, cp.CAMPAIGN_PREFIX + json.dumps(meta)]))
+        return replace(m, pue=1.5, campaigns=(meta,))
 
     path = variant(measured, tmp_path, "pue", other_campaign, pue_15)
     report = contribute(path)

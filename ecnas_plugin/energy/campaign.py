@@ -650,29 +650,18 @@ def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
                      "include each other's load.")
     notes.append("Energy covers the training steps of every epoch (evaluation excluded); component columns "
                  "are raw, train_energy_kwh has the PUE applied.")
-    notes.append(CAMPAIGN_PREFIX + json.dumps(metadata, sort_keys=True))
     manifest = Manifest(
         name=spec.name, space=spec.space,
         description=f"{spec.space} training energy on {spec.dataset}, {spec.epochs} epoch(s), "
                     f"{len(records)} measurement(s) by `ecnas measure`",
         tool=tool, pue=float(spec.pue), components=tuple(components), license=spec.license,
-        citation=spec.citation, hardware=(spec.hardware,), notes="\n".join(notes))
+        citation=spec.citation, hardware=(spec.hardware,), notes="\n".join(notes), campaigns=(metadata,))
     frame = pd.DataFrame(rows)
     return EnergyTable(frame, manifest, pd.DataFrame(checkpoints))
 
 
-CAMPAIGN_PREFIX = "campaign: "
-
-
 def campaign_metadata(manifest) -> dict[str, Any] | None:
-    """The campaign settings recorded in a manifest's notes by :func:`build_table`, or None."""
-    for line in manifest.notes.splitlines():
-        if line.startswith(CAMPAIGN_PREFIX):
-            try:
-                data = json.loads(line[len(CAMPAIGN_PREFIX):])
-            except json.JSONDecodeError:
-                return None
-            return data if isinstance(data, dict) else None
-    return None
+    """The settings of the (first) campaign recorded in a manifest by :func:`build_table`, or None."""
+    return dict(manifest.campaigns[0]) if manifest.campaigns else None
 
 

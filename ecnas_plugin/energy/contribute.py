@@ -16,7 +16,6 @@ with :meth:`EnergyTable.save` (temp folder, then rename); a rejection changes no
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from ecnas_plugin.hookspecs import hookimpl
 from ecnas_plugin.schema import COLUMNS, J_PER_KWH, KEY_COLUMNS, row_problems
 from ecnas_plugin.table import CHECKPOINTS_FILE, MANIFEST_FILE, TABLE_FILE, EnergyTable, Manifest, TableSpec
 
-from .campaign import CAMPAIGN_PREFIX, campaign_metadata
+from .campaign import campaign_metadata
 
 USER_PREFIX = "user-"
 # Average power one device of each component can draw (W): generous bounds for unknown devices.
@@ -230,8 +229,8 @@ def _metadata_problems(frame: pd.DataFrame, meta: Manifest) -> list[Problem]:
         problems.append(Problem(None, None, "manifest.components is empty: say which of gpu/cpu/ram were measured"))
     data = campaign_metadata(meta)
     if data is None:
-        problems.append(Problem(None, None, f"campaign metadata missing: the manifest notes need a line "
-                                            f"'{CAMPAIGN_PREFIX}{{json}}' (ecnas measure writes it)"))
+        problems.append(Problem(None, None, "campaign metadata missing: the manifest's 'campaigns' is empty "
+                                            "(ecnas measure records the campaign's settings there)"))
         return problems
     lacking = [k for k in METADATA_KEYS if k not in data]
     if lacking:
@@ -304,11 +303,8 @@ def _merge(existing: EnergyTable | None, incoming: EnergyTable, target: str) -> 
                                                    checkpoints_checksum="", created="",
                                                    description=f"user-contributed {incoming.space} measurements"),
                            incoming.checkpoints)
-    merged = existing.merge(incoming, name=target)
-    # keep every campaign's settings, not only the first one's
-    lines = [ln for ln in incoming.manifest.notes.splitlines() if ln.startswith(CAMPAIGN_PREFIX)]
-    merged.manifest = replace(merged.manifest, notes="\n".join([merged.manifest.notes, *lines]),
-                              tool=_join(existing.manifest.tool, incoming.manifest.tool),
+    merged = existing.merge(incoming, name=target)  # keeps every campaign's settings
+    merged.manifest = replace(merged.manifest, tool=_join(existing.manifest.tool, incoming.manifest.tool),
                               checksum="", checkpoints_checksum="", created="")
     return merged
 
@@ -319,14 +315,7 @@ def _join(a: str, b: str) -> str:
 
 def all_campaign_metadata(meta: Manifest) -> list[dict]:
     """Every campaign's settings recorded in a (possibly merged) manifest."""
-    out = []
-    for line in meta.notes.splitlines():
-        if line.startswith(CAMPAIGN_PREFIX):
-            try:
-                out.append(json.loads(line[len(CAMPAIGN_PREFIX):]))
-            except json.JSONDecodeError:
-                continue
-    return out
+    return [dict(c) for c in meta.campaigns]
 
 
 @contextmanager
