@@ -64,12 +64,16 @@ class ContributionReport:
     problems: list[Problem] = field(default_factory=list)
     table_dir: Path | None = None
     total_rows: int | None = None
+    dry_run: bool = False
 
     @property
     def accepted(self) -> bool:
         return not self.problems
 
     def text(self, limit: int = 50) -> str:
+        if self.accepted and self.dry_run:
+            return (f"dry run: {self.rows} row(s) from {self.source} pass every check; "
+                    f"{self.target!r} would hold {self.total_rows} rows (nothing was written)")
         if self.accepted:
             return (f"accepted {self.rows} row(s) from {self.source} into {self.target!r} "
                     f"({self.total_rows} rows now, {self.table_dir})")
@@ -272,7 +276,7 @@ def contribute(path: Path | str, *, into: str | None = None, manifest: Path | st
         return ContributionReport(path, into or "?", 0, [Problem(None, None, str(exc))])
     target = into or f"{USER_PREFIX}{meta.space}"
     folder = table_dir(target)
-    report = ContributionReport(path, target, len(frame))
+    report = ContributionReport(path, target, len(frame), dry_run=dry_run)
     with _locked(folder):
         try:
             existing = EnergyTable.load(folder) if folder.exists() else None
