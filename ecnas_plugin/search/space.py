@@ -153,6 +153,13 @@ class TabularSpace:
         raise RuntimeError(f"no valid mutation of {parent} found in {tries} tries")
 
     # ------------------------------------------------------------------ evaluation
+    def repeats(self, key: str) -> Mapping[str, np.ndarray]:
+        """The table's repeats of cell ``key``: val_acc, test_acc, train_energy_kwh, train_time_s arrays."""
+        rec = self._records.get(key)
+        if rec is None or key not in self._index:
+            raise UnknownName(f"{self.name} cell", key, context=f"(at most {self.max_vertices} vertices)")
+        return rec
+
     def evaluate(self, cell: nb101.Cell, rng: np.random.Generator) -> Evaluation:
         """Look the cell up at this space's epoch budget, drawing one measured repeat."""
         key = self.key(cell)

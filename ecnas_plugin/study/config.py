@@ -15,6 +15,12 @@ A study is the grid spaces × optimizers × objectives × budgets × seeds. Exam
 A space entry may override ``budgets`` and ``epochs``; a single-objective optimizer entry may
 override ``objectives``. Every unknown name (space, optimizer, objective, parameter, key) is
 refused here with the list of what exists.
+
+NASLib's own optimizers run through the bridge when NASLib is installed: ``naslib:rs``,
+``naslib:re``, ``naslib:ls``, ``naslib:bananas``, ``naslib:npenas`` (single-objective; ``params``
+are NASLib ``search:`` settings, see :data:`ecnas_plugin.study.naslib_runs.PARAMS`), on the
+spaces ecnas-4v and ecnas-5v. Without NASLib such a config is refused here, before anything runs,
+with the install steps.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from ecnas_plugin.objectives import OBJECTIVES, make_objective
 from ecnas_plugin.search.optimizers import OPTIMIZERS
 from ecnas_plugin.search.run import Budget
 from ecnas_plugin.search.space import SPACES
+
+from . import naslib_runs
 
 # "accuracy": the plain (energy-blind) objective; "pareto": the multi-objective optimizers' pair.
 PLAIN = "accuracy"
@@ -74,7 +82,8 @@ class RunSpec:
     def run_id(self) -> str:
         """Readable and unique: a changed setting gives a new id, so resuming never reuses stale runs."""
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
-        return f"{self.space}_{self.optimizer}_{self.objective}_{self.budget.label}_s{self.seed}_{digest}"
+        optimizer = self.optimizer.replace(":", "-")  # naslib:re → a portable folder name
+        return f"{self.space}_{optimizer}_{self.objective}_{self.budget.label}_s{self.seed}_{digest}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -180,15 +189,21 @@ def parse_study(data: dict, *, where: str = "study config") -> Study:
     optimizers = []
     for entry in _list(data.get("optimizers"), "optimizers"):
         oname, rest = _named(entry, "optimizers")
-        cls = OPTIMIZERS.get(oname)
-        if cls is None:
-            raise UnknownName("optimizer", oname, OPTIMIZERS, context="in optimizers")
         _unknown_keys(rest, ("params", "objectives"), f"optimizers[{oname}]")
         params = rest.get("params", {}) or {}
+        if naslib_runs.is_naslib(oname):
+            if oname not in naslib_runs.names():
+                raise UnknownName("optimizer", oname, (*OPTIMIZERS, *naslib_runs.names()), context="in optimizers")
+            allowed, multi_objective = naslib_runs.PARAMS, False
+        else:
+            cls = OPTIMIZERS.get(oname)
+            if cls is None:
+                raise UnknownName("optimizer", oname, (*OPTIMIZERS, *naslib_runs.names()), context="in optimizers")
+            allowed, multi_objective = cls.params, cls.multi_objective
         for p in params:
-            if p not in cls.params:
-                raise UnknownName(f"parameter of optimizer {oname!r}", p, cls.params)
-        if cls.multi_objective:
+            if p not in allowed:
+                raise UnknownName(f"parameter of optimizer {oname!r}", p, allowed)
+        if multi_objective:
             if "objectives" in rest:
                 raise ConfigError(f"optimizers[{oname}]", "a multi-objective optimizer takes no objectives")
             objectives = [(PARETO, PARETO, {})]
@@ -199,6 +214,12 @@ def parse_study(data: dict, *, where: str = "study config") -> Study:
                 raise ConfigError(f"optimizers[{oname}]", f"{oname!r} is single-objective; 'pareto' needs "
                                   f"a multi-objective optimizer ({[n for n, c in OPTIMIZERS.items() if c.multi_objective]})")
         optimizers.append((oname, params, objectives))
+
+    naslib_optimizers = [o for o, _, _ in optimizers if naslib_runs.is_naslib(o)]
+    for sname, _, _ in spaces:
+        if naslib_optimizers and sname not in naslib_runs.SPACES:
+            raise UnknownName("search space for NASLib optimizers", sname, naslib_runs.SPACES,
+                              context=f"(optimizers {', '.join(naslib_optimizers)})")
 
     seeds = data.get("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool):
@@ -223,6 +244,8 @@ def parse_study(data: dict, *, where: str = "study config") -> Study:
     ids = [c.run_id for c in cells]
     if len(set(ids)) != len(ids):
         raise ConfigError("the study config", "the grid repeats a run (duplicate space, optimizer or seed)")
+    if naslib_optimizers:
+        naslib_runs.require(naslib_optimizers)  # the last check: every other mistake is named first
     output = Path(data.get("output", Path("studies") / name))
     return Study(name=name, description=str(data.get("description", "")), output=output,
                  runs=tuple(cells), workers=workers, source=data)

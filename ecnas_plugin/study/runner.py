@@ -6,6 +6,7 @@ Layout of a study folder::
     runs/<run_id>/trace.parquet   one row per evaluation (see ecnas_plugin.search.TRACE_COLUMNS)
     runs/<run_id>/run.json        the run's settings and totals; written last, so its presence
                                   means the run finished (a killed run is simply redone)
+    runs/<run_id>/naslib/         NASLib optimizers only: NASLib's errors.json, the bridge's pareto_front.json
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ecnas_plugin.errors import EcnasError, UnknownName
 from ecnas_plugin.objectives import make_objective
 from ecnas_plugin.search import load_space, make_optimizer, run_search
 
+from . import naslib_runs
 from .config import PARETO, PLAIN, RunSpec, Study
 
 EXECUTORS = ("local", "ray")
@@ -56,13 +58,16 @@ def execute_run(spec: RunSpec, out_dir: str) -> dict:
     """Run one grid cell and store its trace and summary in ``out_dir/runs/<run_id>``."""
     start = time.perf_counter()
     space = load_space(spec.space, spec.epochs)
-    # The optimizer's stream depends on the seed only, so all objectives of one seed start alike;
-    # repeats are drawn from a second stream.
-    opt_rng = np.random.default_rng(spec.seed)
-    optimizer = make_optimizer(spec.optimizer, space, opt_rng, **spec.optimizer_params)
-    trace = run_search(space, optimizer, spec.budget, _objective(spec), np.random.default_rng([spec.seed, 1]))
     folder = Path(out_dir) / RUNS_DIR / spec.run_id
     folder.mkdir(parents=True, exist_ok=True)
+    if naslib_runs.is_naslib(spec.optimizer):
+        trace = naslib_runs.run_naslib(spec, space, folder)
+    else:
+        # The optimizer's stream depends on the seed only, so all objectives of one seed start alike;
+        # repeats are drawn from a second stream.
+        opt_rng = np.random.default_rng(spec.seed)
+        optimizer = make_optimizer(spec.optimizer, space, opt_rng, **spec.optimizer_params)
+        trace = run_search(space, optimizer, spec.budget, _objective(spec), np.random.default_rng([spec.seed, 1]))
     tmp = folder / f".{TRACE_FILE}.tmp"
     trace.to_parquet(tmp, index=False)
     os.replace(tmp, folder / TRACE_FILE)
