@@ -10,7 +10,7 @@ import ecnas_plugin as ep
 from ecnas_plugin.energy import surrogates as S
 from ecnas_plugin.energy.surrogates import features as F
 from ecnas_plugin.energy.surrogates.evaluation import split
-from ecnas_plugin.energy.surrogates.train_default import SEED, TEST_FRACTION
+from ecnas_plugin.energy.surrogates.train_default import GOALS, SEED, TEST_FRACTION
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,11 @@ def test_recorded_held_out_metrics_reproduce(default, shared_data):
     for name in ("kendall_tau", "mae_wh", "r2", "within_1sd", "within_2sd"):
         assert metrics[name] == pytest.approx(recorded[name], abs=1e-9)
     assert metrics["kendall_tau"] > 0.85 and metrics["mae_wh"] < 1.0
+    split_ = default.metrics["held_out_split"]
+    assert (split_["test_fraction"], split_["seed"], split_["train_cells"]) == (TEST_FRACTION, SEED, len(keys))
+    goals = default.metrics["goals"]
+    assert goals["kendall_tau_met"] == (metrics["kendall_tau"] >= GOALS["kendall_tau"])
+    assert goals["mae_wh_met"] == (metrics["mae_wh"] <= GOALS["mae_wh"])
 
 
 def test_predicts_seven_vertex_cells_as_predicted(default):

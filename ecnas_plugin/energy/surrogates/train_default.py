@@ -4,7 +4,15 @@
 
 Holds out 40% of the 2,532 cells (by a fixed seed), trains a 10-member LightGBM ensemble on
 1,000 of the rest, and stores the held-out metrics and the cross-campaign rank correlation on
-the 7-vertex campaign in the manifest. Deterministic for a given seed.
+the 7-vertex campaign in the manifest, with the split and whether issue 4's goals are met.
+Deterministic for a given seed.
+
+Why these settings: log-energy targets, per-stack/per-op FLOPs, vertex channels, tensor-core
+alignment, path counts, Huber losses, monotone constraints, trees tuned by out-of-fold error inside
+the training cells, an MLP and a LightGBM+MLP blend all land within noise of this model or below
+it (held-out τ 0.88-0.896, MAE 0.85-0.98 Wh). Training time is predicted to ~1% but the run's CPU
+power is not predictable from the cell (held-out R² < 0) and explains much of the residual: the
+goals (τ ≥ 0.90, MAE ≤ 0.8 Wh) look limited by measurement noise, not by the model.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import numpy as np
 TRAIN_CELLS = 1000
 TEST_FRACTION = 0.4
 SEED = 0
+GOALS = {"kendall_tau": 0.90, "mae_wh": 0.8}  # issue 4, held-out 5v 4-epoch energies, <= 1,000 cells
 
 
 def train(out: Path, train_cells: int = TRAIN_CELLS, seed: int = SEED):
@@ -32,8 +41,15 @@ def train(out: Path, train_cells: int = TRAIN_CELLS, seed: int = SEED):
     keys = np.random.default_rng(seed + 1).permutation(sorted(train_rows["arch_key"].unique()))[:train_cells]
     predictor = fit(train_rows[train_rows["arch_key"].isin(keys)], "lightgbm", source_table="ecnas-5v",
                     seed=seed, folds=10)
+    held = evaluate(predictor, test_rows)
     predictor.metrics = {
-        "held_out_ecnas_5v": evaluate(predictor, test_rows),
+        "held_out_ecnas_5v": held,
+        "held_out_split": {"table": "ecnas-5v", "by": "arch_key", "test_fraction": TEST_FRACTION,
+                           "seed": seed, "train_cells": len(keys),
+                           "train_selection": "first train_cells of permutation(seed + 1) of the other cells"},
+        "goals": {"kendall_tau_min": GOALS["kendall_tau"], "mae_wh_max": GOALS["mae_wh"],
+                  "kendall_tau_met": held["kendall_tau"] >= GOALS["kendall_tau"],
+                  "mae_wh_met": held["mae_wh"] <= GOALS["mae_wh"]},
         "rank_on_ecnas_7v": evaluate(predictor, load_table("ecnas-7v").frame, rank_only=True),
     }
     predictor.save(out or DEFAULT_DIR)
