@@ -136,7 +136,8 @@ def row_problems(frame: pd.DataFrame, columns: dict[str, Column] | None = None) 
         if not col.nullable:
             flag(empty, name, "has NaN/empty values")
         if col.kind == "str":
-            flag(~empty & ~values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool), name, "must hold text")
+            if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):  # fast path: all text
+                flag(~empty & ~values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool), name, "must hold text")
         else:
             numeric = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             flag(~empty & np.isnan(numeric), name, "must be numeric")
