@@ -18,7 +18,7 @@ Scalarisations (``make_objective(name, **params)``):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import moocore
@@ -149,6 +149,34 @@ def make_objective(name: str, **params: float) -> Objective:
     except KeyError:
         raise UnknownName("objective", name, OBJECTIVES) from None
     return cls(**params)
+
+
+def affine_form(objective: Objective) -> Callable[[float], tuple[float, float]] | None:
+    """For objectives that are affine in accuracy at fixed energy (penalty, constraint, soft): a
+    function energy -> (a, b) with ``objective(acc, E) == a * acc + b`` bit for bit, so a search can
+    precompute (a, b) per architecture. None for chebyshev (weights change between calls)."""
+
+    def check(energy_kwh: float) -> None:
+        _check_inputs(0.0, energy_kwh)
+
+    if isinstance(objective, Penalty):
+        def penalty(energy_kwh: float) -> tuple[float, float]:
+            check(energy_kwh)
+            return 1.0, -(objective.weight * energy_kwh / objective.reference_kwh)
+        return penalty
+    if isinstance(objective, Constraint):
+        def constraint(energy_kwh: float) -> tuple[float, float]:
+            check(energy_kwh)
+            return (1.0, 0.0) if objective.feasible(energy_kwh) else (0.0, objective(0.0, energy_kwh))
+        return constraint
+    if isinstance(objective, Soft):
+        def soft(energy_kwh: float) -> tuple[float, float]:
+            check(energy_kwh)
+            if energy_kwh == 0:
+                raise ValueError("soft objective needs energy > 0 kWh")
+            return (energy_kwh / objective.reference_kwh) ** objective.exponent, 0.0
+        return soft
+    return None
 
 
 class SearchBudget:

@@ -106,5 +106,15 @@ def test_epoch_columns_for_errors_json(table, means):
     state.evaluate(k, 0.5)
     state.end_epoch(k, 0.4)
     assert state.columns == {"train_energy_kwh": [pytest.approx(means.loc[k, "train_energy_kwh"])],
-                             "objective": [0.4], "search_energy_kwh": [pytest.approx(means.loc[k, "train_energy_kwh"])],
+                             "energy_source": ["measured"], "objective": [0.4], "search_energy_kwh": [pytest.approx(means.loc[k, "train_energy_kwh"])],
                              "evaluations": [1]}
+
+
+def test_a_non_finite_accuracy_is_refused(table, means):
+    state = _state(table)
+    k = means.index[0]
+    state.evaluate(k, 0.5)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite accuracy"):
+            state.evaluate(k, bad)
+    assert state.budget.evaluations == 1 and len(state.trace()) == 1

@@ -112,3 +112,19 @@ def test_hypervolume_rejects_bad_input():
         ob.hypervolume([0.5], [0.1], (1.0,))
     with pytest.raises(ValueError, match="accuracies"):
         ob.hypervolume([0.5, 0.6], [0.1], (1.0, 1.0))
+
+
+@pytest.mark.parametrize("objective", [ob.Penalty(weight=0.3, reference_kwh=0.02), ob.Constraint(limit_kwh=0.015),
+                                       ob.Soft(exponent=-0.07, reference_kwh=0.02)])
+def test_affine_form_is_the_objective_bit_for_bit(objective):
+    rng = np.random.default_rng(0)
+    form = ob.affine_form(objective)
+    for acc, energy in zip(rng.uniform(0, 1, 500), rng.uniform(0.001, 0.04, 500)):
+        a, b = form(float(energy))
+        assert a * float(acc) + b == objective(float(acc), float(energy))
+    with pytest.raises(ValueError, match="energy"):
+        form(float("nan"))
+
+
+def test_chebyshev_has_no_affine_form():
+    assert ob.affine_form(ob.Chebyshev(reference_kwh=0.02)) is None

@@ -14,7 +14,11 @@ mapping chooses (every key optional)::
       table: null                 # energy table; null = the search space's default
       hardware: null              # for tables with several hardware/campaigns
       campaign: null
-      missing: error              # cell without a value: error (predict needs a registered surrogate)
+      missing: error              # cell without a measured value: error | predict (energy surrogate)
+      predictor: null             # predict: saved surrogate folder; null = the shipped default
+      calibrate: false            # predict: calibrate the surrogate on the table's measured cells
+                                  #   (needed when the table's campaign/hardware differs from the model's)
+      epoch_scaling: null         # predict: linear | fit, to reach a table budget above the model's
       search_budget_kwh: null     # stop once the summed energy of evaluated cells exceeds this
       reference_point: null       # hypervolume reference [error, energy]; null = [1, table max]
       trace: true                 # write energy_trace.parquet and pareto_front.json
@@ -33,6 +37,7 @@ from ecnas_plugin.errors import EcnasError
 from ecnas_plugin.objectives import OBJECTIVES
 
 MISSING_POLICIES = ("error", "predict")
+EPOCH_SCALINGS = ("linear", "fit")
 # Keys that only make sense for some objectives.
 _ONLY_FOR = {"weight": ("penalty",), "exponent": ("soft",), "limit_kwh": ("constraint",),
              "reference_kwh": ("penalty", "soft", "chebyshev")}
@@ -61,6 +66,9 @@ class EnergyConfig:
     hardware: str | None = None
     campaign: str | None = None
     missing: str = "error"
+    predictor: str | None = None
+    calibrate: bool = False
+    epoch_scaling: str | None = None
     search_budget_kwh: float | None = None
     reference_point: tuple[float, float] | None = None
     trace: bool = True
@@ -150,6 +158,18 @@ def parse_energy(value: object) -> EnergyConfig | None:
     if missing not in MISSING_POLICIES:
         raise ConfigError("energy.missing", f"expected one of {', '.join(MISSING_POLICIES)}, got {missing!r}")
     out["missing"] = missing
+    out["predictor"] = _name("energy.predictor", raw.get("predictor"))
+    calibrate = raw.get("calibrate", False)
+    if not isinstance(calibrate, bool):
+        raise ConfigError("energy.calibrate", f"expected true or false, got {calibrate!r}")
+    out["calibrate"] = calibrate
+    scaling = raw.get("epoch_scaling")
+    if scaling is not None and scaling not in EPOCH_SCALINGS:
+        raise ConfigError("energy.epoch_scaling", f"expected null or one of {', '.join(EPOCH_SCALINGS)}, got {scaling!r}")
+    out["epoch_scaling"] = scaling
+    for key in ("predictor", "calibrate", "epoch_scaling"):
+        if missing != "predict" and raw.get(key) not in (None, False):
+            raise ConfigError(f"energy.{key}", "applies only with energy.missing: predict")
     ref = raw.get("reference_point")
     if ref is not None:
         if not isinstance(ref, (list, tuple)) or len(ref) != 2:

@@ -6,7 +6,9 @@ With energy on:
 
 - ``<queryable space>.query``: ``Metric.VAL_ACCURACY`` asked by the optimizer returns the
   energy-aware objective (scaled like NASLib's accuracies, ×100) and is recorded in the trace;
-  in *truth mode* (below) it returns the true accuracy.
+  in *truth mode* (below) it returns the true accuracy. A cell seen before costs a cached key,
+  one dict lookup, ``a * acc + b`` and a tuple append; a cell the energy table lacks is predicted
+  on first sight (``energy.missing: predict``) and its true train/test accuracies are asked once.
 - optimizers' ``train_statistics``/``test_statistics`` and ``Trainer.evaluate`` run in truth mode,
   so ``errors.json`` and the final evaluation keep the true accuracies.
 - optimizers' ``__init__`` keeps the config; ``adapt_search_space`` attaches the RunState to the
@@ -86,16 +88,19 @@ def is_patched() -> bool:
 # ---------------------------------------------------------------- query
 def _arch_key(graph: object) -> str:
     """The energy tables' key of a NASLib graph: NB101 module hash, NB201 architecture string."""
+    d = graph.__dict__
+    cached = d.get("_ecnas_key")
+    # NB101 graphs keep their spec in ``spec`` (set_spec replaces the object): same object, same key
+    if cached is not None and cached[0] is d.get("spec"):
+        return cached[1]
     kind = graph.get_type()  # type: ignore[attr-defined]
     if kind == "nasbench101":
         from ecnas_plugin.naslib.subspace import spec_hash
 
         spec = graph.get_spec()  # type: ignore[attr-defined]
-        cached = graph.__dict__.get("_ecnas_key")
-        if cached is not None and cached[0] is spec:  # same spec object: same key (hot path)
-            return cached[1]
         key = spec_hash(spec["matrix"], spec["ops"])
-        graph.__dict__["_ecnas_key"] = (spec, key)
+        if spec is d.get("spec"):
+            d["_ecnas_key"] = (spec, key)
         return key
     if kind == "nasbench201":
         from ecnas_plugin.adapters.nasbench201 import from_op_indices
@@ -105,26 +110,77 @@ def _arch_key(graph: object) -> str:
                                       "nasbench201 and the EC-NAS spaces are)")
 
 
+def _spec(graph: object) -> object:
+    return graph.get_spec() if graph.get_type() == "nasbench101" else None  # type: ignore[attr-defined]
+
+
+QUERY_PARAMS = ("self", "metric", "dataset", "path", "epoch", "full_lc", "dataset_api")
+
+
 def _wrap_query(original: Callable) -> Callable:
     from naslib.search_spaces.core.query_metrics import Metric
 
-    val = Metric.VAL_ACCURACY
+    val, train, test = Metric.VAL_ACCURACY, Metric.TRAIN_ACCURACY, Metric.TEST_ACCURACY
 
-    # Every NASLib benchmark space has query(self, metric, dataset, path, epoch, full_lc,
-    # dataset_api): read the last two by position or keyword without inspect (hot path).
-    def query(self, metric, *args, **kwargs):
-        dataset_api = kwargs["dataset_api"] if "dataset_api" in kwargs else (args[4] if len(args) > 4 else None)
-        state = dataset_api.get(STATE_KEY) if isinstance(dataset_api, dict) else None
-        if state is None or metric is not val or _truth_depth:
-            return original(self, metric, *args, **kwargs)
-        if kwargs.get("full_lc") or (len(args) > 3 and args[3]):
-            return original(self, metric, *args, **kwargs)
-        value = original(self, metric, *args, **kwargs)
+    def energy_value(self, value, state, call) -> float:
+        """The objective for true accuracy ``value`` of graph ``self`` (``call(metric)``: the original)."""
         if value == -1:  # NASLib's answer for an invalid NB101 spec
             return value
-        return ACCURACY_SCALE * state.evaluate(_arch_key(self), float(value) / ACCURACY_SCALE)
+        d = self.__dict__
+        cached = d.get("_ecnas_key")
+        key = cached[1] if cached is not None and cached[0] is d.get("spec") else _arch_key(self)
+        if key in state.seen:  # cell evaluated before: nothing to resolve
+            return ACCURACY_SCALE * state.evaluate_seen(key, float(value) / ACCURACY_SCALE)
 
-    return query
+        def truth() -> tuple[float, float]:  # asked once per predicted cell
+            with truth_mode():
+                return call(train) / ACCURACY_SCALE, call(test) / ACCURACY_SCALE
+
+        return ACCURACY_SCALE * state.evaluate(key, float(value) / ACCURACY_SCALE, _spec(self), truth)
+
+    params = inspect.signature(original).parameters
+    if tuple(params) == QUERY_PARAMS and all(p.default is not p.empty for n, p in params.items()
+                                             if n not in ("self", "metric")):
+        # NASLib's benchmark signature: a wrapper with the same parameters and defaults, calling the
+        # original positionally (no *args/**kwargs packing: this is the hot path).
+        d = {n: p.default for n, p in params.items()}
+        if d["metric"] is inspect.Parameter.empty:
+            d["metric"] = _ABSENT
+
+        def query(self, metric=d["metric"], dataset=d["dataset"], path=d["path"], epoch=d["epoch"],
+                  full_lc=d["full_lc"], dataset_api=d["dataset_api"]):
+            if metric is _ABSENT:  # the original's own TypeError for a missing metric
+                return original(self, dataset=dataset, path=path, epoch=epoch, full_lc=full_lc,
+                                dataset_api=dataset_api)
+            value = original(self, metric, dataset, path, epoch, full_lc, dataset_api)
+            if metric is not val or _truth_depth or full_lc or type(dataset_api) is not dict:
+                return value
+            state = dataset_api.get(STATE_KEY)
+            if state is None:
+                return value
+            attrs = self.__dict__
+            cached = attrs.get("_ecnas_key")
+            if cached is not None and cached[0] is attrs.get("spec") and cached[1] in state.seen and value != -1:
+                return ACCURACY_SCALE * state.evaluate_seen(cached[1], float(value) / ACCURACY_SCALE)
+            return energy_value(self, value, state,
+                                lambda m: original(self, m, dataset, path, epoch, full_lc, dataset_api))
+
+        return query
+
+    # Any other signature: read dataset_api and full_lc by position or keyword.
+    def generic_query(self, metric, *args, **kwargs):
+        value = original(self, metric, *args, **kwargs)
+        if metric is not val or _truth_depth:
+            return value
+        dataset_api = kwargs.get("dataset_api") if kwargs else None
+        if dataset_api is None and len(args) > 4:
+            dataset_api = args[4]
+        state = dataset_api.get(STATE_KEY) if type(dataset_api) is dict else None
+        if state is None or kwargs.get("full_lc") or (len(args) > 3 and args[3]):
+            return value
+        return energy_value(self, value, state, lambda m: original(self, m, *args, **kwargs))
+
+    return generic_query
 
 
 # ---------------------------------------------------------------- optimizers
@@ -148,9 +204,6 @@ def make_state(optimizer: object, search_space: object, dataset_api: dict, confi
     if search.get("use_zc_api"):
         raise ConfigError("search.use_zc_api", "cannot be combined with energy: the zero-cost API hands "
                                                "BANANAS/NPENAS accuracies without query, bypassing the objective")
-    if energy.missing == "predict":
-        raise ConfigError("energy.missing", "'predict' needs a registered energy surrogate; none is available "
-                                            "to the NASLib bridge yet (use 'error')")
     bench = dataset_api.get("nb101_data")
     if isinstance(bench, EcnasBench):
         table = bench.table if energy.table is None else ep.load_table(energy.table)
@@ -221,10 +274,10 @@ def _wrap_train_statistics(original: Callable) -> Callable:
             report_incumbent = (args[0] if args else kwargs.get("report_incumbent", True))
             if report_incumbent:
                 key = _arch_key(self.get_final_architecture())
-                objective = next((r["objective"] for r in reversed(state.rows) if r["arch_key"] == key), None)
+                objective = state.last_objective(key)
             else:
                 last = state.rows[-1] if state.rows else None
-                key, objective = (last["arch_key"], last["objective"]) if last else (None, None)
+                key, objective = (last[1], last[3]) if last else (None, None)
             state.end_epoch(key, objective)
         return result
 

@@ -71,7 +71,7 @@ def search(config: object) -> dict:
     if energy is not None and front.exists():
         data = json.loads(front.read_text())
         summary.update({k: data[k] for k in ("hypervolume_val", "search_energy_kwh", "evaluations",
-                                             "stopped_by_budget")})
+                                             "stopped_by_budget", "energy_sources")})
     return summary
 
 

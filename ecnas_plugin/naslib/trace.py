@@ -4,13 +4,18 @@ One :class:`RunState` lives in the run's ``dataset_api`` (key ``STATE_KEY``) whi
 Every evaluation the optimizer makes goes through :meth:`RunState.evaluate`, which returns the
 objective and appends a trace row with the *true* accuracies and energy. At the end,
 :meth:`RunState.write` saves ``energy_trace.parquet`` and ``pareto_front.json``.
+
+Every energy value carries its source: the table's own label (``measured``, or ``scaled``) or
+``predicted`` (``energy.missing: predict``, see :mod:`ecnas_plugin.naslib.predict`), in the trace
+(``energy_source``, ``energy_sd_kwh``), in ``errors.json`` and in the front (with how predictions
+were made); a prediction is never labelled measured.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,16 +34,21 @@ FRONT_FILE = "pareto_front.json"
 
 @dataclass(frozen=True)
 class CellValues:
-    """Table values of one cell at the run's budget, averaged over repeats."""
+    """Values of one cell at the run's budget, averaged over repeats; ``source`` says where the
+    energy comes from (the table's own label: measured or scaled; or predicted, with ``energy_sd``).
+    Accuracies of a predicted cell are NaN until the benchmark supplies them."""
 
     energy: float
     train_acc: float
     val_acc: float
     test_acc: float
+    source: str = "measured"
+    energy_sd: float = math.nan
 
 
 class EnergySource:
-    """Energy (and true accuracies) per architecture key from one slice of an energy table."""
+    """Energy (and true accuracies) per architecture key from one slice of an energy table;
+    with ``missing: predict``, cells the slice lacks get a labelled surrogate prediction."""
 
     def __init__(self, table: object, cfg: EnergyConfig, dataset: str | None = None):
         frame: pd.DataFrame = table.frame  # type: ignore[attr-defined]
@@ -47,6 +57,7 @@ class EnergySource:
             energy_cols = [c for c in frame.columns if c.endswith(("_kwh", "_mj"))]
             raise UnknownName("energy column", cfg.column, energy_cols, context=f"in table {self.table_name!r}")
         rows = frame
+        chosen: dict = {}
         for col, want, key in (("epochs", cfg.epochs, "energy.epochs"), ("hardware", cfg.hardware, "energy.hardware"),
                                ("campaign", cfg.campaign, "energy.campaign"), ("dataset", dataset, "dataset")):
             have = sorted(rows[col].unique().tolist())
@@ -56,27 +67,54 @@ class EnergySource:
                 elif len(have) > 1:
                     raise ConfigError(key, f"table {self.table_name!r} has several ({have}); choose one")
                 else:
-                    continue
+                    want = have[0]
             if want not in have:
                 raise ConfigError(key, f"{want!r} not in table {self.table_name!r}; available: {have}")
             rows = rows[rows[col] == want]
-            if col == "epochs":
-                self.epochs = int(want)
+            chosen[col] = want
+        self.epochs = int(chosen["epochs"])
         rows = rows.dropna(subset=[cfg.column])
         means = rows.groupby("arch_key")[[cfg.column, "train_acc", "val_acc", "test_acc"]].mean()
+        # a cell's label: measured when all its rows are; else its (first) other label, e.g. scaled
+        labels = pd.Series("measured", index=means.index, dtype=object)
+        if "source" in rows:
+            other = rows[rows["source"] != "measured"].groupby("arch_key")["source"].min()
+            labels.loc[other.index] = other
         self.column = cfg.column
-        self.values = {k: CellValues(*map(float, v)) for k, v in zip(means.index, means.to_numpy())}
+        self.values: dict[str, CellValues] = {
+            k: CellValues(*map(float, v), source=str(labels[k])) for k, v in zip(means.index, means.to_numpy())}
+        # key -> energy: the one lookup every evaluation makes (predictions are added as they come)
+        self.energy: dict[str, float] = {k: v.energy for k, v in self.values.items()}
         energies = means[cfg.column].to_numpy()
         self.median_energy = float(np.median(energies))
         self.max_energy = float(energies.max())
+        self.predict = None
+        if cfg.missing == "predict":
+            from ecnas_plugin.naslib.predict import PredictedEnergy
 
-    def get(self, key: str) -> CellValues:
-        try:
-            return self.values[key]
-        except KeyError:
+            space = str(rows["space"].iloc[0]) if "space" in rows and len(rows) else "nasbench101"
+            self.predict = PredictedEnergy(cfg, self.table_name, frame, dict(chosen, space=space))
+
+    def get(self, key: str, spec: object = None) -> CellValues:
+        """Values of cell ``key``; a cell the table lacks is predicted (``missing: predict``; ``spec``:
+        its NASLib spec, needed for cells outside the surrogate's index) or refused (``error``)."""
+        cell = self.values.get(key)
+        if cell is not None:
+            return cell
+        if self.predict is None:
             raise UnknownName("architecture", key, (),
                               context=f"has no {self.column} in table {self.table_name!r} at {self.epochs} "
-                                      "epochs (energy.missing: error)") from None
+                                      "epochs (energy.missing: error)")
+        energy, sd = self.predict(key, spec)
+        nan = math.nan
+        cell = self.values[key] = CellValues(energy, nan, nan, nan, source="predicted", energy_sd=sd)
+        self.energy[key] = energy
+        return cell
+
+    def set_accuracies(self, key: str, train_acc: float, val_acc: float, test_acc: float) -> None:
+        """Accuracies of a predicted cell, from the benchmark (the table has none)."""
+        cell = self.values[key]
+        self.values[key] = CellValues(cell.energy, train_acc, val_acc, test_acc, cell.source, cell.energy_sd)
 
 
 class RunState:
@@ -93,14 +131,21 @@ class RunState:
         self.objective = objectives.make_objective(cfg.objective, **params)
         self.budget = objectives.SearchBudget(cfg.search_budget_kwh)
         self.reference_point = cfg.reference_point or (1.0, source.max_energy)
-        self.rows: list[dict] = []
+        # One tuple per evaluation (epoch, arch_key, val_acc, objective, search energy); the frame is
+        # built once at the end, so an evaluation costs a few dict lookups and one append.
+        self.rows: list[tuple[int, str, float, float, float]] = []
         self.epoch = -1
-        self.columns: dict[str, list] = {"train_energy_kwh": [], "objective": [], "search_energy_kwh": [],
-                                         "evaluations": []}
+        self.epoch_weights: dict[int, tuple[float, float]] = {}
+        self.columns: dict[str, list] = {"train_energy_kwh": [], "energy_source": [], "objective": [],
+                                         "search_energy_kwh": [], "evaluations": []}
         if cfg.column != "train_energy_kwh":
             self.columns[cfg.column] = self.columns.pop("train_energy_kwh")
         self.stopped_early = False
         self._peeking = 0
+        self._affine = objectives.affine_form(self.objective)
+        # key -> (a, b, energy) with objective = a * acc + b (penalty, constraint, soft; a = b = None
+        # for chebyshev), filled on a cell's first evaluation
+        self.seen: dict[str, tuple] = {}
 
     # ---------------------------------------------------------------- during the search
     def begin_epoch(self, epoch: int) -> None:
@@ -108,7 +153,7 @@ class RunState:
         self.budget.check()
         self.epoch = epoch
         if isinstance(self.objective, objectives.Chebyshev):
-            self.objective.redraw()
+            self.epoch_weights[epoch] = self.objective.redraw()
 
     @contextmanager
     def peeking(self) -> Iterator[None]:
@@ -119,35 +164,85 @@ class RunState:
         finally:
             self._peeking -= 1
 
-    def evaluate(self, key: str, val_acc: float) -> float:
-        """Objective of cell ``key`` whose true validation accuracy (fraction) is ``val_acc``."""
-        cell = self.source.values.get(key) or self.source.get(key)
-        value = self.objective(val_acc, cell.energy)
+    def _resolve(self, key: str, spec: object) -> tuple[float, float, float] | tuple[None, None, float]:
+        energy = self.source.energy.get(key)
+        if energy is None:
+            energy = self.source.get(key, spec).energy
+        a, b = (None, None) if self._affine is None else self._affine(energy)
+        entry = self.seen[key] = (a, b, energy)
+        return entry
+
+    def evaluate(self, key: str, val_acc: float, spec: object = None,
+                 truth: Callable[[], tuple[float, float]] | None = None) -> float:
+        """Objective of cell ``key`` whose true validation accuracy (fraction) is ``val_acc``.
+
+        ``spec`` (NASLib spec) lets a missing cell be predicted; ``truth`` returns its true
+        (train, test) accuracy from the benchmark, asked once per predicted cell for the trace.
+        """
+        if key not in self.seen:
+            self._resolve(key, spec)
+            cell = self.source.values[key]
+            if truth is not None and cell.source == "predicted" and math.isnan(cell.test_acc):
+                train, test = truth()
+                self.source.set_accuracies(key, train, val_acc, test)
+        return self.evaluate_seen(key, val_acc)
+
+    def evaluate_seen(self, key: str, val_acc: float) -> float:
+        """:meth:`evaluate` for a cell evaluated before (the hot path: dict lookup, arithmetic, append)."""
+        if val_acc - val_acc != 0.0:  # NaN or ±inf (one subtraction: this is the hot path)
+            raise ValueError(f"objective needs a finite accuracy, got {val_acc!r} for {key}")
+        a, b, energy = self.seen[key]
+        value = a * val_acc + b if a is not None else self.objective(val_acc, energy)
         if self._peeking:
             return value
-        spent = self.budget.charge(cell.energy)
-        row = {"epoch": self.epoch, "evaluation": len(self.rows), "arch_key": key, "val_acc": val_acc,
-               "val_acc_mean": cell.val_acc, "test_acc": cell.test_acc, "train_acc": cell.train_acc,
-               self.source.column: cell.energy, "objective": value, "search_energy_kwh": spent}
-        if isinstance(self.objective, objectives.Constraint):
-            row["feasible"] = self.objective.feasible(cell.energy)
-        if isinstance(self.objective, objectives.Chebyshev):
-            row["weight_acc"], row["weight_energy"] = self.objective.weights
-        self.rows.append(row)
+        budget = self.budget
+        spent = budget.spent_kwh = budget.spent_kwh + energy  # SearchBudget.charge, inlined
+        budget.evaluations += 1
+        self.rows.append((self.epoch, key, val_acc, value, spent))
         return value
 
+    def last_objective(self, key: str) -> float | None:
+        """The objective of the latest evaluation of ``key`` (None if never evaluated)."""
+        return next((r[3] for r in reversed(self.rows) if r[1] == key), None)
+
     def end_epoch(self, incumbent_key: str | None, incumbent_objective: float | None) -> None:
-        """Record the incumbent's energy and objective and the search energy so far (errors.json)."""
-        energy = self.source.get(incumbent_key).energy if incumbent_key is not None else math.nan
-        self.columns[self.source.column].append(energy)
+        """Record the incumbent's energy, its source and objective and the search energy so far (errors.json)."""
+        cell = self.source.get(incumbent_key) if incumbent_key is not None else None
+        self.columns[self.source.column].append(math.nan if cell is None else cell.energy)
+        self.columns["energy_source"].append(None if cell is None else cell.source)
         self.columns["objective"].append(math.nan if incumbent_objective is None else float(incumbent_objective))
         self.columns["search_energy_kwh"].append(self.budget.spent_kwh)
         self.columns["evaluations"].append(self.budget.evaluations)
 
     # ---------------------------------------------------------------- results
     def trace(self) -> pd.DataFrame:
-        """One row per evaluation, in order."""
-        return pd.DataFrame(self.rows)
+        """One row per evaluation, in order: true accuracies, energy and its source, objective."""
+        cols = ["epoch", "evaluation", "arch_key", "val_acc", "val_acc_mean", "test_acc", "train_acc",
+                self.source.column, "energy_source", "energy_sd_kwh", "objective", "search_energy_kwh"]
+        if isinstance(self.objective, objectives.Constraint):
+            cols.append("feasible")
+        if isinstance(self.objective, objectives.Chebyshev):
+            cols += ["weight_acc", "weight_energy"]
+        if not self.rows:
+            return pd.DataFrame(columns=cols)
+        epoch, key, val, objective, spent = zip(*self.rows)
+        cells = [self.source.values[k] for k in key]
+        observed: dict[str, list[float]] = {}
+        for k, v in zip(key, val):
+            observed.setdefault(k, []).append(v)
+        # a predicted cell's accuracies are the benchmark's answers, not table means
+        val_mean = [c.val_acc if c.source != "predicted" else float(np.mean(observed[k])) for k, c in zip(key, cells)]
+        frame = pd.DataFrame({
+            "epoch": epoch, "evaluation": range(len(key)), "arch_key": key, "val_acc": val,
+            "val_acc_mean": val_mean, "test_acc": [c.test_acc for c in cells], "train_acc": [c.train_acc for c in cells],
+            self.source.column: [c.energy for c in cells], "energy_source": [c.source for c in cells],
+            "energy_sd_kwh": [c.energy_sd for c in cells], "objective": objective, "search_energy_kwh": spent})
+        if isinstance(self.objective, objectives.Constraint):
+            frame["feasible"] = frame[self.source.column] <= self.objective.limit_kwh
+        if isinstance(self.objective, objectives.Chebyshev):
+            w = [self.epoch_weights.get(e, (0.5, 0.5)) for e in epoch]
+            frame["weight_acc"], frame["weight_energy"] = [a for a, _ in w], [b for _, b in w]
+        return frame[cols]
 
     def front(self) -> dict:
         """Pareto front (mean val accuracy vs energy) of the distinct evaluated cells, and hypervolumes."""
@@ -156,17 +251,23 @@ class RunState:
                "objective": self.cfg.objective, "table": self.source.table_name, "epochs": self.source.epochs,
                "search_energy_kwh": self.budget.spent_kwh, "evaluations": self.budget.evaluations,
                "budget_kwh": self.budget.budget_kwh, "stopped_by_budget": self.stopped_early,
-               "hypervolume_val": 0.0, "hypervolume_test": 0.0, "front": []}
+               "hypervolume_val": 0.0, "hypervolume_test": 0.0, "front": [],
+               "energy_sources": {}, "prediction": None if self.source.predict is None else self.source.predict.describe()}
         if frame.empty:
             return out
         cells = frame.drop_duplicates("arch_key")
+        out["energy_sources"] = {str(k): int(v) for k, v in cells["energy_source"].value_counts().items()}
         acc, energy = cells["val_acc_mean"].to_numpy(), cells[self.source.column].to_numpy()
         mask = objectives.pareto_mask(acc, energy)
         front = cells[mask].sort_values(self.source.column)
         out["front"] = [{"arch_key": r.arch_key, "val_acc": float(r.val_acc_mean), "test_acc": float(r.test_acc),
-                         self.source.column: float(getattr(r, self.source.column))} for r in front.itertuples()]
+                         self.source.column: float(getattr(r, self.source.column)),
+                         "energy_source": r.energy_source} for r in front.itertuples()]
         out["hypervolume_val"] = objectives.hypervolume(acc, energy, self.reference_point)
-        out["hypervolume_test"] = objectives.hypervolume(cells["test_acc"].to_numpy(), energy, self.reference_point)
+        known = cells["test_acc"].notna().to_numpy()  # a predicted cell without benchmark test accuracy
+        out["hypervolume_test"] = objectives.hypervolume(cells["test_acc"].to_numpy()[known], energy[known],
+                                                         self.reference_point)
+        out["hypervolume_test_cells"] = int(known.sum())
         return out
 
     def write(self, folder: str | Path) -> tuple[Path, Path] | None:
