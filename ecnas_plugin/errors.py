@@ -71,10 +71,6 @@ class ChecksumError(EcnasError):
     """A downloaded or mirrored file does not match its registered sha256."""
 
 
-class PluginError(EcnasError):
-    """A plugin failed to load or misbehaved; carries the distribution and entry point."""
-
-
 class DataUnavailable(EcnasError, FileNotFoundError):
     """A data file is in none of the places looked at and may not (or cannot) be downloaded."""
 
@@ -85,3 +81,11 @@ class MeterError(EcnasError, RuntimeError):
 
 class MeterConfigError(EcnasError, ValueError):
     """Meters were configured wrongly: overlapping components, a PUE below 1, a bad interval."""
+
+
+class ConfigError(EcnasError, ValueError):
+    """A bad value in a config file; ``key`` is its dotted name (e.g. ``energy.weight``)."""
+
+    def __init__(self, key: str, detail: str, config: str = "config"):
+        self.key = key
+        super().__init__(f"{config} key {key!r}: {detail}")

@@ -33,7 +33,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from ecnas_plugin.errors import EcnasError
+from ecnas_plugin.errors import ConfigError
 from ecnas_plugin.objectives import OBJECTIVES
 
 MISSING_POLICIES = ("error", "predict")
@@ -41,14 +41,6 @@ EPOCH_SCALINGS = ("linear", "fit")
 # Keys that only make sense for some objectives.
 _ONLY_FOR = {"weight": ("penalty",), "exponent": ("soft",), "limit_kwh": ("constraint",),
              "reference_kwh": ("penalty", "soft", "chebyshev")}
-
-
-class ConfigError(EcnasError, ValueError):
-    """A bad value in a config; ``key`` is its dotted name (e.g. ``energy.weight``)."""
-
-    def __init__(self, key: str, detail: str):
-        self.key = key
-        super().__init__(f"config key {key!r}: {detail}")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ecnas_plugin.errors import EcnasError, UnknownName
+from ecnas_plugin import errors
+from ecnas_plugin.errors import UnknownName
 from ecnas_plugin.objectives import OBJECTIVES, make_objective
 from ecnas_plugin.search.optimizers import OPTIMIZERS
 from ecnas_plugin.search.run import Budget
@@ -46,12 +47,11 @@ OBJECTIVE_NAMES = (PLAIN, PARETO, *OBJECTIVES)
 _TOP_KEYS = ("name", "description", "output", "spaces", "optimizers", "objectives", "budgets", "seeds", "workers")
 
 
-class ConfigError(EcnasError, ValueError):
+class ConfigError(errors.ConfigError):
     """A study config is malformed; names the key."""
 
     def __init__(self, key: str, detail: str):
-        self.key = key
-        super().__init__(f"study config: {key}: {detail}")
+        super().__init__(key, detail, config="study config")
 
 
 @dataclass(frozen=True)
