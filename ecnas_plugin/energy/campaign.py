@@ -399,18 +399,12 @@ def visible_gpus() -> list[int] | None:
 
 
 def meter_classes() -> dict[str, type]:
-    """Meter classes by name: the built-ins, then those plugins add through ``ecnas_meters``."""
-    from ecnas_plugin.energy.meters import builtin_meters
+    """Meter classes by name, as the plugins (built-ins first) registered them through ``ecnas_meters``.
 
-    found = {cls.name: cls for cls in builtin_meters()}
-    try:
-        from ecnas_plugin.registry import get_registry
+    A broken plugin is reported by the registry and skipped; the others still measure."""
+    from ecnas_plugin.registry import get_registry
 
-        for name, cls in get_registry().items.get("meters", {}).items():
-            found.setdefault(name, cls)
-    except Exception as exc:  # a broken plugin must not stop measuring with built-in meters
-        warnings.warn(f"could not collect plugin meters: {exc}", stacklevel=2)
-    return found
+    return dict(get_registry().items["meters"])
 
 
 # ---------------------------------------------------------------------- one measurement
@@ -609,7 +603,8 @@ def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
             for c in components:
                 joules[c] += e["energy_j"][c]
             seconds += e["duration_s"]
-            co2 += (e["co2eq_g"] or 0.0) * spec.pue
+            if with_co2:
+                co2 += e["co2eq_g"] * spec.pue
             checkpoints.append({
                 **key, "checkpoint": e["epoch"], "epoch": float(e["epoch"]), "train_time_s": seconds,
                 "train_acc": e["train_acc"], "val_acc": e["val_acc"], "test_acc": e["test_acc"],
