@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ecnas_plugin.objectives import SearchBudget
+
 from .optimizers import Optimizer, ScalarObjective
 from .space import TabularSpace
 
@@ -39,11 +41,6 @@ class Budget:
         if self.search_kwh is not None and not (isinstance(self.search_kwh, (int, float)) and self.search_kwh > 0):
             raise ValueError(f"budget search_kwh must be a positive number, got {self.search_kwh!r}")
 
-    def exhausted(self, evaluations: int, search_kwh: float) -> bool:
-        if self.evaluations is not None:
-            return evaluations >= self.evaluations
-        return search_kwh > self.search_kwh  # type: ignore[operator]
-
     @property
     def label(self) -> str:
         return f"{self.evaluations}evals" if self.evaluations is not None else f"{self.search_kwh:g}kWh"
@@ -63,14 +60,15 @@ def run_search(space: TabularSpace, optimizer: Optimizer, budget: Budget,
         raise ValueError(f"optimizer {optimizer.name!r} "
                          + ("takes no scalar objective" if optimizer.multi_objective else "needs a scalar objective"))
     rows: list[tuple] = []
-    spent = 0.0
+    account = SearchBudget(budget.search_kwh)  # the search-energy accounting the NASLib bridge uses too
+    limit = len(space) if budget.evaluations is None else min(budget.evaluations, len(space))
     best = None
-    while not budget.exhausted(len(rows), spent) and len(rows) < len(space):
+    while not account.exhausted and account.evaluations < limit:
         cell = optimizer.propose()
         ev = space.evaluate(cell, rng)
         score = None if objective is None else float(objective(ev.val_acc, ev.train_energy_kwh))
         optimizer.observe(ev, score)
-        spent += ev.train_energy_kwh
+        spent = account.charge(ev.train_energy_kwh)
         if best is None or ev.val_acc > best.val_acc:
             best = ev
         adjacency = "".join(str(v) for row in ev.cell.matrix for v in row)
