@@ -88,10 +88,10 @@ def naslib_sms_emoa() -> type:
 
         def pareto_front(self) -> list:
             """Evaluated models on the (accuracy, energy) Pareto front."""
-            import moocore
+            from ecnas_plugin.objectives import pareto_mask
 
             models = list(self.history)
-            mask = moocore.is_nondominated(self._points(models), keep_weakly=True)
+            mask = pareto_mask([m.accuracy / 100 for m in models], [m.energy_kwh for m in models])  # NASLib: %
             return [m for m, keep in zip(models, mask) if keep]
 
         def get_final_architecture(self):
