@@ -205,6 +205,23 @@ class Cell:
         return prune(self.matrix, self.ops)
 
 
+def as_cell(arch: object) -> Cell:
+    """A Cell from any spec form: a Cell, a {"matrix", "ops"} dict, a (matrix, ops) pair, or an
+    object with ``.matrix``/``.ops``. Raises InvalidArchitecture naming the broken rule."""
+    if isinstance(arch, Cell):
+        return arch
+    if isinstance(arch, dict):
+        missing = {"matrix", "ops"} - arch.keys()
+        if missing:
+            raise InvalidArchitecture("shape", f"dict lacks {sorted(missing)}", arch)
+        return Cell(arch["matrix"], arch["ops"])
+    if isinstance(arch, (tuple, list)) and len(arch) == 2:
+        return Cell(arch[0], arch[1])
+    if hasattr(arch, "matrix") and hasattr(arch, "ops"):
+        return Cell(arch.matrix, arch.ops)  # type: ignore[attr-defined]
+    raise InvalidArchitecture("bad-key", "expected a Cell, (matrix, ops), {'matrix', 'ops'} or a module hash", arch)
+
+
 def validate(matrix: object, ops: Sequence[str]) -> Cell:
     """Check a (matrix, ops) spec against every NAS-Bench-101 rule; return it as a Cell.
 
@@ -394,23 +411,12 @@ class NasBench101(SearchSpaceAdapter):
 
     def canonical_key(self, arch: object) -> str:
         """Module hash of a Cell, a (matrix, ops) pair, a {"matrix", "ops"} dict, or a hash string."""
-        if isinstance(arch, Cell):
-            return module_hash(arch)
         if isinstance(arch, (str, bytes)):
             text = arch.decode("ascii", "replace") if isinstance(arch, bytes) else arch
             if _is_hash(text.strip()):
                 return text.strip().lower()
             raise InvalidArchitecture("bad-key", "a string key must be a 32-hex-digit module hash", arch)
-        if isinstance(arch, dict):
-            missing = {"matrix", "ops"} - arch.keys()
-            if missing:
-                raise InvalidArchitecture("shape", f"dict lacks {sorted(missing)}", arch)
-            return module_hash(arch["matrix"], arch["ops"])
-        if isinstance(arch, (tuple, list)) and len(arch) == 2:
-            return module_hash(arch[0], arch[1])
-        raise InvalidArchitecture(
-            "bad-key", "expected a Cell, (matrix, ops), {'matrix', 'ops'} or a module hash", arch
-        )
+        return module_hash(as_cell(arch))
 
     def parse_arch(self, text: str) -> Cell | str:
         """Parse a module hash, JSON ``{"matrix": ..., "ops": ...}`` or ``ADJ:OPS`` (EC-NAS form)."""

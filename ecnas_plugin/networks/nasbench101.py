@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ecnas_plugin.adapters.nasbench101 import CONV1X1, CONV3X3, MAXPOOL3X3, Cell
+from ecnas_plugin.adapters.nasbench101 import CONV1X1, CONV3X3, MAXPOOL3X3, as_cell
 from ecnas_plugin.errors import InvalidArchitecture
 
 _KERNEL = {CONV3X3: 3, CONV1X1: 1}
@@ -35,14 +35,7 @@ def cell_spec(cell: object) -> tuple[np.ndarray, list[str]]:
     """Return ``(matrix, ops)`` of a cell given as a codec ``Cell``, an object with
     ``.matrix``/``.ops`` or a pair. The codec checks every NB101 rule; the builder also needs the
     cell pruned, as NB101 prunes before building."""
-    if not isinstance(cell, Cell):
-        if hasattr(cell, "matrix") and hasattr(cell, "ops"):
-            cell = Cell(cell.matrix, cell.ops)
-        elif isinstance(cell, (tuple, list)) and len(cell) == 2:
-            cell = Cell(*cell)
-        else:
-            raise InvalidArchitecture("form", "expected a Cell, an object with .matrix/.ops or a (matrix, ops) pair",
-                                      cell)
+    cell = as_cell(cell)
     if cell.pruned() != cell:
         raise InvalidArchitecture("not-pruned", "some vertices are not on an input-output path; prune first", cell)
     return cell.as_numpy(), list(cell.ops)

@@ -52,7 +52,7 @@ class CellBatch:
         """
         mats, opss = [], []
         for cell in cells:
-            pruned = _to_pruned_cell(cell)
+            pruned = nb101.as_cell(cell).pruned()
             m, o = _pad(pruned)
             mats.append(m)
             opss.append(o)
@@ -108,18 +108,6 @@ class CellBatch:
     def keys(self) -> list[str]:
         """Module hash of every cell (slow for very large batches: pure Python hashing)."""
         return [nb101.module_hash(c) for c in self.cells()]
-
-
-def _to_pruned_cell(cell: object) -> nb101.Cell:
-    if isinstance(cell, nb101.Cell):
-        return cell.pruned()
-    if isinstance(cell, dict):
-        if {"matrix", "ops"} - cell.keys():
-            raise InvalidArchitecture("shape", "dict needs 'matrix' and 'ops'", cell)
-        return nb101.prune(cell["matrix"], cell["ops"])
-    if isinstance(cell, (tuple, list)) and len(cell) == 2:
-        return nb101.prune(cell[0], cell[1])
-    raise InvalidArchitecture("bad-key", "expected a Cell, (matrix, ops) or {'matrix', 'ops'}", cell)
 
 
 def _pad(cell: nb101.Cell) -> tuple[np.ndarray, np.ndarray]:
