@@ -233,3 +233,12 @@ def test_adapter_keys_and_parsing():
 def test_plugin_hook_returns_the_adapter():
     (adapter,) = nb.ecnas_search_spaces()
     assert adapter.name == "nasbench101" and "module hash" in adapter.key_description
+
+
+def test_cells_by_hash_is_the_enumeration_keyed_by_module_hash():
+    table = nb.cells_by_hash(4)
+    assert list(table.values()) == list(nb.enumerate_cells(4))
+    assert all(nb.module_hash(cell) == key for key, cell in table.items())
+    assert nb.cells_by_hash(4) is table  # built once per process
+    with pytest.raises(TypeError):
+        table["x"] = None  # read-only

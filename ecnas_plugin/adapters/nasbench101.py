@@ -18,8 +18,10 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 
 import numpy as np
 
@@ -383,6 +385,18 @@ def enumerate_cells(max_vertices: int = MAX_VERTICES) -> Iterator[Cell]:
 
     Yields 91 cells for 4 vertices and 2,532 for 5 (seconds); 7 vertices (423,624) takes long.
     """
+    for _, cell in _enumerate(max_vertices):
+        yield cell
+
+
+@lru_cache(maxsize=None)
+def cells_by_hash(max_vertices: int) -> Mapping[str, Cell]:
+    """Module hash → cell for every valid cell of at most ``max_vertices`` vertices, in
+    :func:`enumerate_cells` order; built once per process (read-only)."""
+    return MappingProxyType(dict(_enumerate(max_vertices)))
+
+
+def _enumerate(max_vertices: int) -> Iterator[tuple[str, Cell]]:
     if not 2 <= max_vertices <= MAX_VERTICES:
         raise ValueError(f"max_vertices must be in 2..{MAX_VERTICES}, got {max_vertices}")
     seen: set[str] = set()
@@ -393,7 +407,7 @@ def enumerate_cells(max_vertices: int = MAX_VERTICES) -> Iterator[Cell]:
                 h = _fingerprint(m, ops)
                 if h not in seen:
                     seen.add(h)
-                    yield Cell(m, ops)
+                    yield h, Cell(m, ops)
 
 
 # ---------------------------------------------------------------- adapter

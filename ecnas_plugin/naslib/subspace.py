@@ -61,8 +61,7 @@ class Subspace:
         self.name = name
         self.max_vertices = max_vertices
         cells = {}
-        for cell in nb.enumerate_cells(max_vertices):
-            h = nb.module_hash(cell)
+        for h, cell in nb.cells_by_hash(max_vertices).items():
             if h in keys:
                 m, ops = pad(cell.as_numpy(), list(cell.ops), NASLIB_VERTICES)
                 m.setflags(write=False)

@@ -88,8 +88,7 @@ class TabularSpace:
                                   "a search needs them", column="val_acc")
         self.cells: list[nb101.Cell] = []
         self.keys: list[str] = []
-        for cell in nb101.enumerate_cells(max_vertices):
-            key = nb101.module_hash(cell)
+        for key, cell in nb101.cells_by_hash(max_vertices).items():
             if key not in self._records:
                 raise SchemaError(f"table {table.name!r} has no row for cell {key} "
                                   f"({max_vertices}-vertex space, {epochs} epochs)", column="arch_key")

@@ -345,7 +345,7 @@ def default_cell_index(include_7v: bool = True) -> CellIndex:
     """Every ≤5-vertex cell, plus 7v_data.pt's cells where that file is in the mirror or cache."""
     global _DEFAULT_INDEX
     if _DEFAULT_INDEX is None:
-        index = CellIndex(nb101.enumerate_cells(5))
+        index = CellIndex(nb101.cells_by_hash(5).values())
         if include_7v:
             from ecnas_plugin import datasets
             from ecnas_plugin.errors import EcnasError
