@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..adapters import nasbench101 as nb101
@@ -180,8 +181,8 @@ SEVEN_V_FILE = "7v_data.pt"
 ZC_NB101_FILE = "zc_nasbench101.json"
 
 
-def read_7v(path: Path) -> pd.DataFrame:
-    """The 4,310 measured 7-vertex cells of EC-NAS's surrogate training data (4 epochs)."""
+def read_7v_arrays(path: Path) -> tuple[list[nb101.Cell], np.ndarray, np.ndarray]:
+    """Cells (pruned), energy (kWh) and parameter counts of EC-NAS's ``7v_data.pt``, checked."""
     import torch  # heavy; only needed here
 
     try:
@@ -194,14 +195,20 @@ def read_7v(path: Path) -> pd.DataFrame:
     if not (adjacency.shape == (n, 7, 7) and opcodes.shape == (n, 7) and len(energy) == n == len(params)):
         raise DataFormatError(path, None, f"unexpected shapes {adjacency.shape}, {opcodes.shape}, "
                                           f"{energy.shape}, {params.shape}")
-    keys = []
+    cells = []
     for i in range(n):
         try:
-            keys.append(nb101.module_hash(nb101.from_7v_arrays(adjacency[i], opcodes[i])))
+            cells.append(nb101.from_7v_arrays(adjacency[i], opcodes[i]).pruned())
         except EcnasError as exc:
             raise DataFormatError(path, None, f"cell {i}: {exc}") from None
+    return cells, energy, params
+
+
+def read_7v(path: Path) -> pd.DataFrame:
+    """The 4,310 measured 7-vertex cells of EC-NAS's surrogate training data (4 epochs)."""
+    cells, energy, params = read_7v_arrays(path)
     return pd.DataFrame({
-        "space": SPACE, "arch_key": keys, "dataset": DATASET, "epochs": 4, "hardware": "unknown",
+        "space": SPACE, "arch_key": [nb101.module_hash(c) for c in cells], "dataset": DATASET, "epochs": 4, "hardware": "unknown",
         "campaign": "ecnas-7v", "repeat": 0, "source": "measured",
         "train_energy_kwh": energy.astype("float64"), "params": params.astype("int64"),
     })

@@ -334,11 +334,10 @@ _DEFAULT_INDEX: CellIndex | None = None
 
 
 def cells_7v(path: object) -> list[nb101.Cell]:
-    """The 4,310 cells of EC-NAS's ``7v_data.pt`` (loaded with ``weights_only=True``)."""
-    import torch
+    """The 4,310 cells of EC-NAS's ``7v_data.pt``, read and checked by the importer."""
+    from ecnas_plugin.importers.ecnas import read_7v_arrays
 
-    adjacency, opcodes, _, _ = torch.load(path, weights_only=True, map_location="cpu")
-    return [nb101.from_7v_arrays(a, o).pruned() for a, o in zip(adjacency.numpy(), opcodes.numpy())]
+    return read_7v_arrays(path)[0]
 
 
 def default_cell_index(include_7v: bool = True) -> CellIndex:
