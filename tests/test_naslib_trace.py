@@ -118,3 +118,37 @@ def test_a_non_finite_accuracy_is_refused(table, means):
         with pytest.raises(ValueError, match="finite accuracy"):
             state.evaluate(k, bad)
     assert state.budget.evaluations == 1 and len(state.trace()) == 1
+
+
+def test_percent_scale_epochs_and_budget_agree_with_the_trace(table, means):
+    """NASLib's accuracies are percent: the state answers in percent, records fractions."""
+    cfg = parse_energy({"objective": "penalty", "weight": 0.5})
+    in_percent = RunState(cfg, EnergySource(table, cfg, "cifar10"), accuracy_scale=100.0)
+    in_fractions = _state(table, objective="penalty", weight=0.5)
+    keys = list(means.index[:6])
+    for epoch, k in enumerate(keys):
+        for state in (in_percent, in_fractions):
+            state.begin_epoch(epoch)
+        val = float(means.loc[k, "val_acc"])
+        assert in_percent.evaluate(k, 100 * val) == pytest.approx(100 * in_fractions.evaluate(k, val))
+        assert in_percent.evaluate(k, 100 * val) == pytest.approx(100 * in_fractions.evaluate(k, val))
+    a, b = in_percent.trace(), in_fractions.trace()
+    assert a["epoch"].tolist() == [e for e in range(6) for _ in (0, 1)]
+    assert np.allclose(a["val_acc"], b["val_acc"]) and np.allclose(a["objective"], b["objective"])
+    energies = means.loc[[k for k in keys for _ in (0, 1)], "train_energy_kwh"].to_numpy()
+    assert np.allclose(a["search_energy_kwh"], np.cumsum(energies))
+    assert in_percent.budget.spent_kwh == a["search_energy_kwh"].iloc[-1]
+    assert in_percent.budget.evaluations == 12
+    assert in_percent.last_evaluation() == (keys[-1], pytest.approx(b["objective"].iloc[-1]))
+
+
+def test_recording_resumes_after_nested_peeking(table, means):
+    state = _state(table)
+    k = means.index[0]
+    state.evaluate(k, 0.5)
+    with state.peeking():
+        with state.peeking():
+            state.evaluate(k, 0.5)
+        state.evaluate(k, 0.5)
+    state.evaluate(k, 0.6)
+    assert state.trace()["val_acc"].tolist() == [0.5, 0.6]

@@ -7,7 +7,7 @@ With energy on:
 - ``<queryable space>.query``: ``Metric.VAL_ACCURACY`` asked by the optimizer returns the
   energy-aware objective (scaled like NASLib's accuracies, ×100) and is recorded in the trace;
   in *truth mode* (below) it returns the true accuracy. A cell seen before costs a cached key,
-  one dict lookup, ``a * acc + b`` and a tuple append; a cell the energy table lacks is predicted
+  one dict lookup, ``a * acc + b`` and three list appends; a cell the energy table lacks is predicted
   on first sight (``energy.missing: predict``) and its true train/test accuracies are asked once.
 - optimizers' ``train_statistics``/``test_statistics`` and ``Trainer.evaluate`` run in truth mode,
   so ``errors.json`` and the final evaluation keep the true accuracies.
@@ -129,39 +129,38 @@ def _wrap_query(original: Callable) -> Callable:
         d = self.__dict__
         cached = d.get("_ecnas_key")
         key = cached[1] if cached is not None and cached[0] is d.get("spec") else _arch_key(self)
-        if key in state.seen:  # cell evaluated before: nothing to resolve
-            return ACCURACY_SCALE * state.evaluate_seen(key, float(value) / ACCURACY_SCALE)
+        objective = state.evaluate_seen(key, float(value))
+        if objective is not None:  # cell evaluated before: nothing to resolve
+            return objective
 
         def truth() -> tuple[float, float]:  # asked once per predicted cell
             with truth_mode():
-                return call(train) / ACCURACY_SCALE, call(test) / ACCURACY_SCALE
+                return call(train), call(test)
 
-        return ACCURACY_SCALE * state.evaluate(key, float(value) / ACCURACY_SCALE, _spec(self), truth)
+        return state.evaluate(key, float(value), _spec(self), truth)
 
     params = inspect.signature(original).parameters
-    if tuple(params) == QUERY_PARAMS and all(p.default is not p.empty for n, p in params.items()
-                                             if n not in ("self", "metric")):
+    if tuple(params) == QUERY_PARAMS and all((p.default is p.empty) == (n in ("self", "metric"))
+                                             for n, p in params.items()):
         # NASLib's benchmark signature: a wrapper with the same parameters and defaults, calling the
         # original positionally (no *args/**kwargs packing: this is the hot path).
         d = {n: p.default for n, p in params.items()}
-        if d["metric"] is inspect.Parameter.empty:
-            d["metric"] = _ABSENT
+        state_key = STATE_KEY  # a closure variable is read faster than a module global
 
-        def query(self, metric=d["metric"], dataset=d["dataset"], path=d["path"], epoch=d["epoch"],
+        def query(self, metric, dataset=d["dataset"], path=d["path"], epoch=d["epoch"],
                   full_lc=d["full_lc"], dataset_api=d["dataset_api"]):
-            if metric is _ABSENT:  # the original's own TypeError for a missing metric
-                return original(self, dataset=dataset, path=path, epoch=epoch, full_lc=full_lc,
-                                dataset_api=dataset_api)
             value = original(self, metric, dataset, path, epoch, full_lc, dataset_api)
             if metric is not val or _truth_depth or full_lc or type(dataset_api) is not dict:
                 return value
-            state = dataset_api.get(STATE_KEY)
+            state = dataset_api.get(state_key)
             if state is None:
                 return value
             attrs = self.__dict__
             cached = attrs.get("_ecnas_key")
-            if cached is not None and cached[0] is attrs.get("spec") and cached[1] in state.seen and value != -1:
-                return ACCURACY_SCALE * state.evaluate_seen(cached[1], float(value) / ACCURACY_SCALE)
+            if cached is not None and cached[0] is attrs.get("spec") and value != -1:
+                objective = state.evaluate_seen(cached[1], value)
+                if objective is not None:
+                    return objective
             return energy_value(self, value, state,
                                 lambda m: original(self, m, dataset, path, epoch, full_lc, dataset_api))
 
@@ -221,7 +220,7 @@ def make_state(optimizer: object, search_space: object, dataset_api: dict, confi
     dataset = getattr(config, "dataset", None)
     frame_datasets = set(table.frame["dataset"].unique().tolist())
     source = EnergySource(table, energy, dataset if dataset in frame_datasets else None)
-    return RunState(energy, source, seed=int(getattr(config, "seed", 0) or 0))
+    return RunState(energy, source, seed=int(getattr(config, "seed", 0) or 0), accuracy_scale=ACCURACY_SCALE)
 
 
 def _default_table(kind: str) -> str:
@@ -276,8 +275,7 @@ def _wrap_train_statistics(original: Callable) -> Callable:
                 key = _arch_key(self.get_final_architecture())
                 objective = state.last_objective(key)
             else:
-                last = state.rows[-1] if state.rows else None
-                key, objective = (last[1], last[3]) if last else (None, None)
+                key, objective = state.last_evaluation()
             state.end_epoch(key, objective)
         return result
 

@@ -13,6 +13,7 @@ were made); a prediction is never labelled measured.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -82,7 +83,8 @@ class EnergySource:
             labels.loc[other.index] = other
         self.column = cfg.column
         self.values: dict[str, CellValues] = {
-            k: CellValues(*map(float, v), source=str(labels[k])) for k, v in zip(means.index, means.to_numpy())}
+            k: CellValues(*map(float, v), source=str(label))
+            for k, v, label in zip(means.index, means.to_numpy(), labels.to_numpy())}
         # key -> energy: the one lookup every evaluation makes (predictions are added as they come)
         self.energy: dict[str, float] = {k: v.energy for k, v in self.values.items()}
         energies = means[cfg.column].to_numpy()
@@ -118,10 +120,16 @@ class EnergySource:
 
 
 class RunState:
-    """Objective, budget and records of one energy-aware search run."""
+    """Objective, budget and records of one energy-aware search run.
 
-    def __init__(self, cfg: EnergyConfig, source: EnergySource, seed: int = 0):
+    :meth:`evaluate` takes and returns accuracies in the benchmark's own unit (NASLib's tabular
+    benchmarks: percent, ``accuracy_scale=100``), so the hot path never converts; the trace, the
+    front and ``errors.json`` columns are in fractions, like the energy tables.
+    """
+
+    def __init__(self, cfg: EnergyConfig, source: EnergySource, seed: int = 0, accuracy_scale: float = 1.0):
         self.cfg = cfg
+        self.accuracy_scale = float(accuracy_scale)
         self.source = source
         params = cfg.objective_params()
         if cfg.objective in ("penalty", "soft", "chebyshev"):
@@ -129,12 +137,16 @@ class RunState:
         if cfg.objective == "chebyshev":
             params["seed"] = seed if cfg.seed is None else cfg.seed
         self.objective = objectives.make_objective(cfg.objective, **params)
-        self.budget = objectives.SearchBudget(cfg.search_budget_kwh)
+        self._budget = objectives.SearchBudget(cfg.search_budget_kwh)
         self.reference_point = cfg.reference_point or (1.0, source.max_energy)
-        # One tuple per evaluation (epoch, arch_key, val_acc, objective, search energy); the frame is
-        # built once at the end, so an evaluation costs a few dict lookups and one append.
-        self.rows: list[tuple[int, str, float, float, float]] = []
-        self.epoch = -1
+        # One entry per evaluation in each column list, in the benchmark's unit (no tuple per row: an
+        # evaluation costs a dict lookup and three appends); epochs and search energy are derived
+        # from them when read.
+        self.keys: list[str] = []
+        self.val_accs: list[float] = []
+        self.objective_values: list[float] = []
+        self._epoch_starts: list[tuple[int, int]] = []  # (epoch, index of its first evaluation)
+        self._charged = 0  # evaluations already added to the budget
         self.epoch_weights: dict[int, tuple[float, float]] = {}
         self.columns: dict[str, list] = {"train_energy_kwh": [], "energy_source": [], "objective": [],
                                          "search_energy_kwh": [], "evaluations": []}
@@ -143,15 +155,27 @@ class RunState:
         self.stopped_early = False
         self._peeking = 0
         self._affine = objectives.affine_form(self.objective)
-        # key -> (a, b, energy) with objective = a * acc + b (penalty, constraint, soft; a = b = None
-        # for chebyshev), filled on a cell's first evaluation
+        # key -> (a, b, energy) with objective = a * acc + b in the benchmark's unit (penalty,
+        # constraint, soft; a = b = None for chebyshev), filled on a cell's first evaluation
         self.seen: dict[str, tuple] = {}
+        self._recording = self._make_evaluate_seen(record=True)
+        self._not_recording = self._make_evaluate_seen(record=False)
+        self.evaluate_seen = self._recording
+
+    @property
+    def budget(self) -> objectives.SearchBudget:
+        """The search-energy account, charged with the evaluations recorded since it was last read."""
+        budget, seen = self._budget, self.seen
+        for key in self.keys[self._charged:]:
+            budget.charge(seen[key][2])
+        self._charged = len(self.keys)
+        return budget
 
     # ---------------------------------------------------------------- during the search
     def begin_epoch(self, epoch: int) -> None:
         """Called before each search epoch: stops on an exhausted budget, redraws Chebyshev weights."""
         self.budget.check()
-        self.epoch = epoch
+        self._epoch_starts.append((epoch, len(self.keys)))
         if isinstance(self.objective, objectives.Chebyshev):
             self.epoch_weights[epoch] = self.objective.redraw()
 
@@ -159,22 +183,29 @@ class RunState:
     def peeking(self) -> Iterator[None]:
         """Queries in here are predictions of candidates, not evaluations: not charged, not traced."""
         self._peeking += 1
+        self.evaluate_seen = self._not_recording  # swapped, not tested per query: the hot path stays short
         try:
             yield
         finally:
             self._peeking -= 1
+            if not self._peeking:
+                self.evaluate_seen = self._recording
 
     def _resolve(self, key: str, spec: object) -> tuple[float, float, float] | tuple[None, None, float]:
         energy = self.source.energy.get(key)
         if energy is None:
             energy = self.source.get(key, spec).energy
-        a, b = (None, None) if self._affine is None else self._affine(energy)
+        if self._affine is None:
+            a = b = None
+        else:  # objective(acc) = a * acc + b in fractions; in the benchmark's unit b scales too
+            a, b = self._affine(energy)
+            b *= self.accuracy_scale
         entry = self.seen[key] = (a, b, energy)
         return entry
 
     def evaluate(self, key: str, val_acc: float, spec: object = None,
                  truth: Callable[[], tuple[float, float]] | None = None) -> float:
-        """Objective of cell ``key`` whose true validation accuracy (fraction) is ``val_acc``.
+        """Objective of cell ``key`` whose true validation accuracy is ``val_acc`` (benchmark's unit).
 
         ``spec`` (NASLib spec) lets a missing cell be predicted; ``truth`` returns its true
         (train, test) accuracy from the benchmark, asked once per predicted cell for the trace.
@@ -183,27 +214,54 @@ class RunState:
             self._resolve(key, spec)
             cell = self.source.values[key]
             if truth is not None and cell.source == "predicted" and math.isnan(cell.test_acc):
+                scale = self.accuracy_scale
                 train, test = truth()
-                self.source.set_accuracies(key, train, val_acc, test)
-        return self.evaluate_seen(key, val_acc)
+                self.source.set_accuracies(key, train / scale, val_acc / scale, test / scale)
+        return self.evaluate_seen(key, val_acc)  # type: ignore[return-value]
 
-    def evaluate_seen(self, key: str, val_acc: float) -> float:
-        """:meth:`evaluate` for a cell evaluated before (the hot path: dict lookup, arithmetic, append)."""
-        if val_acc - val_acc != 0.0:  # NaN or ±inf (one subtraction: this is the hot path)
-            raise ValueError(f"objective needs a finite accuracy, got {val_acc!r} for {key}")
-        a, b, energy = self.seen[key]
-        value = a * val_acc + b if a is not None else self.objective(val_acc, energy)
-        if self._peeking:
+    def _make_evaluate_seen(self, record: bool) -> Callable[[str, float], float | None]:
+        """``evaluate_seen(key, val_acc)``: :meth:`evaluate` for a cell evaluated before, None for
+        one never evaluated; ``record=False``: the variant used while peeking (nothing recorded).
+
+        This is every repeated query of a search, so it is a closure over locals (no attribute
+        lookups, no unit conversion, no tuple allocated): one dict lookup, ``a * acc + b`` and
+        three appends.
+        """
+        seen_get, objective, scale = self.seen.get, self.objective, self.accuracy_scale
+        keys, accs, values = self.keys.append, self.val_accs.append, self.objective_values.append
+
+        def evaluate_seen(key: str, val_acc: float) -> float | None:
+            entry = seen_get(key)
+            if entry is None:
+                return None
+            a, b, energy = entry
+            value = a * val_acc + b if a is not None else scale * objective(val_acc / scale, energy)
+            if value - value != 0.0:  # NaN or ±inf: so was the accuracy (one subtraction: hot path)
+                raise ValueError(f"objective needs a finite accuracy, got {val_acc!r} for {key}")
+            if record:
+                keys(key)
+                accs(val_acc)
+                values(value)
             return value
-        budget = self.budget
-        spent = budget.spent_kwh = budget.spent_kwh + energy  # SearchBudget.charge, inlined
-        budget.evaluations += 1
-        self.rows.append((self.epoch, key, val_acc, value, spent))
-        return value
+
+        return evaluate_seen
 
     def last_objective(self, key: str) -> float | None:
-        """The objective of the latest evaluation of ``key`` (None if never evaluated)."""
-        return next((r[3] for r in reversed(self.rows) if r[1] == key), None)
+        """The objective (fraction) of the latest evaluation of ``key`` (None if never evaluated)."""
+        keys = self.keys
+        return next((self.objective_values[i] / self.accuracy_scale
+                     for i in range(len(keys) - 1, -1, -1) if keys[i] == key), None)
+
+    def last_evaluation(self) -> tuple[str, float] | tuple[None, None]:
+        """Key and objective (fraction) of the latest evaluation (None, None before any)."""
+        return (self.keys[-1], self.objective_values[-1] / self.accuracy_scale) if self.keys else (None, None)
+
+    def _epochs(self) -> list[int]:
+        """The search epoch of each evaluation (-1 before the first epoch began)."""
+        epochs = [-1] * len(self.keys)
+        for (epoch, start), (_, end) in zip(self._epoch_starts, self._epoch_starts[1:] + [(None, len(epochs))]):
+            epochs[start:end] = [epoch] * (end - start)
+        return epochs
 
     def end_epoch(self, incumbent_key: str | None, incumbent_objective: float | None) -> None:
         """Record the incumbent's energy, its source and objective and the search energy so far (errors.json)."""
@@ -223,10 +281,14 @@ class RunState:
             cols.append("feasible")
         if isinstance(self.objective, objectives.Chebyshev):
             cols += ["weight_acc", "weight_energy"]
-        if not self.rows:
+        if not self.keys:
             return pd.DataFrame(columns=cols)
-        epoch, key, val, objective, spent = zip(*self.rows)
+        scale = self.accuracy_scale
+        epoch, key = self._epochs(), self.keys
+        val, objective = [v / scale for v in self.val_accs], [o / scale for o in self.objective_values]
         cells = [self.source.values[k] for k in key]
+        # the budget's own sums, in its order (SearchBudget.charge adds one evaluation at a time)
+        spent = list(itertools.accumulate(self.seen[k][2] for k in key))
         observed: dict[str, list[float]] = {}
         for k, v in zip(key, val):
             observed.setdefault(k, []).append(v)
