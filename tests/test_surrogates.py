@@ -20,7 +20,8 @@ from ecnas_plugin.energy.surrogates import features as F
 from ecnas_plugin.errors import DataFormatError, InvalidArchitecture, SchemaError, UnknownName
 
 SMALL = {"lightgbm": {"folds": 3, "rounds": 60}, "mlp": {"folds": 2, "steps": 60},
-         "ensemble": {"folds": 2, "lightgbm": {"rounds": 60}, "mlp": {"steps": 60}}}
+         "ensemble": {"folds": 2, "lightgbm": {"rounds": 60}, "mlp": {"steps": 60}},
+         "additive": {"folds": 3, "rounds": 100}}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,15 @@ def test_lightgbm_ranks_unseen_cells(small_lgb, split5):
     assert 0.4 < m["within_1sd"] < m["within_2sd"] <= 1.0
 
 
-@pytest.mark.parametrize("name", ["lightgbm", "mlp", "ensemble"])
+def test_additive_model_ranks_unseen_cells_better_than_trees_alone(small_lgb, split5):
+    additive = S.fit(split5[0], "additive", source_table="ecnas-5v", folds=3)
+    trees = S.fit(split5[0], "lightgbm", source_table="ecnas-5v", folds=3)
+    a, t = S.evaluate(additive, split5[1]), S.evaluate(trees, split5[1])
+    assert a["kendall_tau"] > t["kendall_tau"] and a["mae_wh"] < t["mae_wh"]
+    assert 0.4 < a["within_1sd"] < a["within_2sd"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["lightgbm", "mlp", "ensemble", "additive"])
 def test_save_load_round_trips_exactly(name, split5, tmp_path):
     train = split5[0].iloc[:120]
     p = small_lgb_or_fit(name, train)
@@ -159,7 +168,7 @@ def test_epoch_scaling_beats_linear_on_measured_budgets(shared_data):
 
 def test_surrogate_hook_and_cli(small_lgb, tmp_path, capsys, five):
     classes = S.ecnas_surrogates()
-    assert {c.name for c in classes} == {"lightgbm", "mlp", "ensemble"}
+    assert {c.name for c in classes} == {"lightgbm", "mlp", "ensemble", "additive"}
     assert all(issubclass(c, S.Surrogate) for c in classes)
     from ecnas_plugin.energy.surrogates import cli
 

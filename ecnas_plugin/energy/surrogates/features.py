@@ -18,7 +18,7 @@ import numpy as np
 from ecnas_plugin.adapters import nasbench101 as nb101
 from ecnas_plugin.errors import InvalidArchitecture, UnknownName
 
-FEATURE_SET = "nb101-invariant-v1"  # bump whenever the feature vector changes meaning
+FEATURE_SET = "nb101-invariant-v2"  # bump whenever the feature vector changes meaning
 NB201_FEATURE_SET = "nb201-v1"
 
 V = nb101.MAX_VERTICES  # 7
@@ -183,7 +183,9 @@ def size_counts(batch: CellBatch) -> dict[str, np.ndarray]:
     """Params and FLOPs (MACs) of the NB101 CIFAR-10 network of every cell, split by op kind.
 
     Keys: params, flops, flops_conv3x3, flops_conv1x1, flops_proj (1x1 projections of the cell
-    input), flops_pool (cell max-pools), activations (interior vertex outputs, elements per image).
+    input), flops_pool (cell max-pools), activations (interior vertex outputs, elements per image),
+    and ``<kind>_stack<s>`` for each of the last five per stack (the three stacks differ in spatial
+    size, so GPU time is not the same function of each stack's work).
     """
     graphs, ch_u, inverse = _per_graph(batch.adjacency)
     ops = batch.ops
@@ -191,8 +193,7 @@ def size_counts(batch: CellBatch) -> dict[str, np.ndarray]:
     is3, is1, ispool = (ops == C3), (ops == C1), (ops == MP)
     conv_ops = is3 | is1
     params = np.full(n, 9 * 3 * STEM_CHANNELS + 2 * STEM_CHANNELS, np.int64)
-    flops = {k: np.zeros(n, np.float64) for k in ("conv3x3", "conv1x1", "proj", "pool")}
-    activations = np.zeros(n, np.float64)
+    per_stack: dict[str, np.ndarray] = {}
     fixed_flops = 32 * 32 * 9 * 3 * STEM_CHANNELS  # stem
     c_in = STEM_CHANNELS
     # the cell input is 1x1-projected to each vertex it feeds: per graph, total channels projected
@@ -208,17 +209,18 @@ def size_counts(batch: CellBatch) -> dict[str, np.ndarray]:
         sq3, sq1 = (sq * is3).sum(axis=1), (sq * is1).sum(axis=1)
         params += (cin_sum + 2 * CELLS_PER_STACK) * proj_ch
         params += CELLS_PER_STACK * (9 * sq3 + sq1 + 2 * (ch * conv_ops).sum(axis=1))
-        flops["proj"] += hw * cin_sum * proj_ch
-        flops["conv3x3"] += CELLS_PER_STACK * hw * 9 * sq3
-        flops["conv1x1"] += CELLS_PER_STACK * hw * sq1
-        flops["pool"] += CELLS_PER_STACK * hw * 9 * (ch * ispool).sum(axis=1)
-        activations += CELLS_PER_STACK * hw * (ch_u[inverse, s, 1:V - 1].sum(axis=1) + proj_ch)
+        per_stack[f"flops_conv3x3_stack{s}"] = (CELLS_PER_STACK * hw * 9 * sq3).astype(np.float64)
+        per_stack[f"flops_conv1x1_stack{s}"] = (CELLS_PER_STACK * hw * sq1).astype(np.float64)
+        per_stack[f"flops_proj_stack{s}"] = (hw * cin_sum * proj_ch).astype(np.float64)
+        per_stack[f"flops_pool_stack{s}"] = (CELLS_PER_STACK * hw * 9 * (ch * ispool).sum(axis=1)).astype(np.float64)
+        per_stack[f"activations_stack{s}"] = (CELLS_PER_STACK * hw * (ch_u[inverse, s, 1:V - 1].sum(axis=1)
+                                                                      + proj_ch)).astype(np.float64)
         c_in = c_out
     params += c_in * NUM_CLASSES + NUM_CLASSES
     fixed_flops += c_in * NUM_CLASSES
-    total = fixed_flops + sum(flops.values())
-    return {"params": params, "flops": total, **{f"flops_{k}": v for k, v in flops.items()},
-            "activations": activations}
+    totals = {k: sum(per_stack[f"{k}_stack{s}"] for s in range(len(STACKS))) for k in STACK_KINDS}
+    flops = fixed_flops + sum(v for k, v in totals.items() if k.startswith("flops_"))
+    return {"params": params, "flops": flops, **totals, **per_stack}
 
 
 def _longest_paths(adj: np.ndarray) -> np.ndarray:
@@ -232,11 +234,25 @@ def _longest_paths(adj: np.ndarray) -> np.ndarray:
     return depth
 
 
+STACK_KINDS = ("flops_conv3x3", "flops_conv1x1", "flops_proj", "flops_pool", "activations")
+STACK_COLUMNS = [f"log_{k}_stack{s}" for s in range(len(STACKS)) for k in STACK_KINDS]
+
+
 def nb101_feature_names() -> list[str]:
     """Column names of :func:`nb101_features`."""
     return ["vertices", "edges", "input_out_degree", "output_in_degree", "input_to_output", "depth", "max_width",
             "n_conv3x3", "n_conv1x1", "n_maxpool", "log_params", "log_flops", "log_flops_conv3x3",
-            "log_flops_conv1x1", "log_flops_proj", "log_flops_pool", "log_activations", "conv_layers"]
+            "log_flops_conv1x1", "log_flops_proj", "log_flops_pool", "log_activations", "conv_layers",
+            *STACK_COLUMNS]
+
+
+def cost_terms() -> tuple[list[int], list[int]]:
+    """Columns of :func:`nb101_features` that add up to a network's training cost, and which of
+    them are stored as ``log1p`` (to be ``expm1``-ed back): every stack's work per op kind, the
+    op counts (kernel launches) and the edges (concatenations and additions)."""
+    names = nb101_feature_names()
+    linear = ["n_conv3x3", "n_conv1x1", "n_maxpool", "input_out_degree", "edges", *STACK_COLUMNS]
+    return [names.index(n) for n in linear], [names.index(n) for n in STACK_COLUMNS]
 
 
 def _graph_features(graphs: np.ndarray) -> np.ndarray:
@@ -250,7 +266,7 @@ def _graph_features(graphs: np.ndarray) -> np.ndarray:
 
 
 def nb101_features(batch: CellBatch) -> np.ndarray:
-    """(N, 18) float32 features; names from :func:`nb101_feature_names`.
+    """(N, 33) float32 features; names from :func:`nb101_feature_names`.
 
     No feature uses vertex positions (graph statistics, op counts, analytic params/FLOPs per op
     kind), so two numberings of one cell (one module hash) get the same features up to the few
@@ -270,6 +286,8 @@ def nb101_features(batch: CellBatch) -> np.ndarray:
     for j, name in enumerate(("flops_conv3x3", "flops_conv1x1", "flops_proj", "flops_pool", "activations")):
         out[:, 12 + j] = np.log1p(counts[name])
     out[:, 17] = (n3 + n1 + graphs[inverse, 0, 1:].sum(axis=1)) * CELLS_PER_STACK * len(STACKS)
+    for j, name in enumerate(STACK_COLUMNS):
+        out[:, 18 + j] = np.log1p(counts[name[len("log_"):]])
     return out
 
 

@@ -1,4 +1,5 @@
-"""Energy surrogate models: LightGBM, a torch MLP (as EC-NAS's), and an ensemble of both.
+"""Energy surrogate models: LightGBM, a torch MLP (as EC-NAS's), an ensemble of both, and an
+additive cost model with tree corrections (the shipped default).
 
 Every model is a K-fold ensemble: member k is trained without fold k, so each training cell has an
 out-of-fold prediction. The members' spread is the model uncertainty; the out-of-fold residuals
@@ -12,6 +13,7 @@ Members are stored without pickle: LightGBM's own text model format, torch ``sta
 from __future__ import annotations
 
 import io
+import json
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -272,4 +274,93 @@ class EnsembleSurrogate(Surrogate):
         self.members = list(zip(self.lgb.members, self.mlp.members))
 
 
-BUILTIN_SURROGATES: tuple[type[Surrogate], ...] = (LightGBMSurrogate, MLPSurrogate, EnsembleSurrogate)
+# ---------------------------------------------------------------------------------- additive
+
+
+class _AdditiveMember:
+    """A ridge regression of energy on additive cost terms, times exp(trees on the log residual)."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, booster: Any):
+        self.mean, self.scale, self.coef, self.booster = mean, scale, coef, booster
+
+    def to_json(self) -> bytes:
+        return json.dumps({"mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                           "coef": self.coef.tolist()}).encode()
+
+
+class AdditiveSurrogate(Surrogate):
+    """Energy ≈ (linear in the network's cost terms) × exp(LightGBM correction).
+
+    Training time, and so energy, adds up over a network's layers: a linear model in every stack's
+    FLOPs and activations per op kind plus the op and edge counts (``features.cost_terms``) gets
+    it right on average, which trees (piecewise constant) need many cells to do. LightGBM then
+    learns what is not additive (the GPU's power at each cell's load) as a log-ratio, with L1 loss
+    against the measurement noise. Settings were chosen by out-of-fold error inside the training
+    cells (see ``train_default.py``).
+    """
+
+    name = "additive"
+    defaults = {"ridge": 0.1, "num_leaves": 2, "learning_rate": 0.05, "rounds": 600, "min_data_in_leaf": 20,
+                "bagging_fraction": 0.8, "feature_fraction": 0.8, "threads": 2}
+
+    def __init__(self, folds: int = 5, seed: int = 0, **params: Any):
+        super().__init__(folds, seed, **params)
+        from .features import cost_terms
+
+        self.linear, self.log_encoded = cost_terms()
+        p = self.params
+        self.trees = LightGBMSurrogate(folds, seed, objective="l1", **{k: p[k] for k in (
+            "num_leaves", "learning_rate", "rounds", "min_data_in_leaf", "bagging_fraction", "feature_fraction",
+            "threads")})
+
+    def _terms(self, X: np.ndarray) -> np.ndarray:
+        Z = np.asarray(X, np.float64)[:, self.linear]
+        logged = np.isin(self.linear, self.log_encoded)
+        Z[:, logged] = np.expm1(Z[:, logged])
+        return Z
+
+    @staticmethod
+    def _base(member: _AdditiveMember, Z: np.ndarray) -> np.ndarray:
+        # floor at 1 mWh: an extrapolated linear base must stay a positive energy for the log ratio
+        return np.maximum(((Z - member.mean) / member.scale) @ member.coef[:-1] + member.coef[-1], 1e-3)
+
+    def _fit_member(self, X: np.ndarray, y: np.ndarray, seed: int) -> _AdditiveMember:
+        Z = self._terms(X)
+        mean, scale = Z.mean(axis=0), Z.std(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        A = np.column_stack([(Z - mean) / scale, np.ones(len(Z))])
+        penalty = self.params["ridge"] * np.eye(A.shape[1])
+        penalty[-1, -1] = 0.0  # the intercept is not shrunk
+        coef = np.linalg.solve(A.T @ A + penalty, A.T @ y)
+        member = _AdditiveMember(mean, scale, coef, None)
+        base = self._base(member, Z)
+        inputs = np.column_stack([X, np.log(base)]).astype(np.float32)
+        member.booster = self.trees._fit_member(inputs, np.log(y / base), seed)
+        return member
+
+    def _predict_members(self, members: list[Any], X: np.ndarray) -> np.ndarray:
+        Z = self._terms(X)
+        out = []
+        for m in members:
+            base = self._base(m, Z)
+            inputs = np.column_stack([X, np.log(base)]).astype(np.float32)
+            out.append(base * np.exp(m.booster.predict(inputs, num_threads=self.params["threads"])))
+        return np.stack(out)
+
+    def member_files(self) -> dict[str, bytes]:
+        self.trees.members = [m.booster for m in self.members]
+        return {**self.trees.member_files(), **{f"ridge_{k}.json": m.to_json() for k, m in enumerate(self.members)}}
+
+    def load_members(self, files: dict[str, bytes], n_inputs: int) -> None:
+        self.trees.load_members(files, n_inputs + 1)  # the trees also see log(base)
+        self.members = []
+        for k, booster in enumerate(self.trees.members):
+            r = json.loads(files[f"ridge_{k}.json"])
+            coef = np.asarray(r["coef"], np.float64)
+            if len(coef) != len(self.linear) + 1:
+                raise ValueError(f"ridge_{k}.json has {len(coef) - 1} cost terms, this feature set {len(self.linear)}")
+            self.members.append(_AdditiveMember(np.asarray(r["mean"]), np.asarray(r["scale"]), coef, booster))
+
+
+BUILTIN_SURROGATES: tuple[type[Surrogate], ...] = (LightGBMSurrogate, MLPSurrogate, EnsembleSurrogate,
+                                                    AdditiveSurrogate)
