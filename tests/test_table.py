@@ -64,7 +64,7 @@ def test_accuracy_may_be_empty_energy_may_not():
     assert np.isnan(EnergyTable(frame, _manifest()).get(frame.arch_key[1])["val_acc"])
 
 
-def test_save_load_round_trip_and_checksums(tmp_path):
+def test_save_load_round_trip_and_checksums(tmp_path, shared_data):
     table = ep.load_table("ecnas-4v")
     folder = table.save(tmp_path / "copy")
     loaded = EnergyTable.load(folder)
@@ -87,7 +87,7 @@ def test_save_load_round_trip_and_checksums(tmp_path):
         EnergyTable.load(folder)
 
 
-def test_get_lookup_and_get_many_agree_with_the_frame():
+def test_get_lookup_and_get_many_agree_with_the_frame(shared_data):
     table = ep.load_table("ecnas-4v")
     f = table.frame
     sample = f.sample(50, random_state=0)
@@ -102,7 +102,7 @@ def test_get_lookup_and_get_many_agree_with_the_frame():
         table.get(sample.arch_key.iloc[0], epochs=4)["train_energy_kwh"] = 0  # records are read-only
 
 
-def test_unknown_keys_say_what_exists():
+def test_unknown_keys_say_what_exists(shared_data):
     table = ep.load_table("ecnas-4v")
     key = table.frame.arch_key.iloc[0]
     with pytest.raises(UnknownName, match=r"unknown epoch budget 50 .*; available: 4, 12, 36, 108"):
@@ -129,7 +129,7 @@ def test_merge_refuses_duplicates_and_mixed_pue():
         a.merge(c)
 
 
-def test_query_api_accepts_any_arch_form():
+def test_query_api_accepts_any_arch_form(shared_data):
     by_hash = ep.query("nasbench101", "5529e1779433733d1145e20de5d8604e", table="ecnas-4v", epochs=108)
     by_spec = ep.query("nasbench101", "0110001100010000:input,conv1x1-bn-relu,conv3x3-bn-relu,output",
                        table="ecnas-4v", epochs=108)
