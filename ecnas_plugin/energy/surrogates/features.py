@@ -32,6 +32,9 @@ STACKS = ((128, 32 * 32), (256, 16 * 16), (512, 8 * 8))
 CELLS_PER_STACK = 3
 NUM_CLASSES = 10
 _IU = np.triu_indices(V, 1)
+# work that size_counts splits by op kind, in total and per stack
+STACK_KINDS = ("flops_conv3x3", "flops_conv1x1", "flops_proj", "flops_pool", "activations")
+STACK_COLUMNS = [f"log_{k}_stack{s}" for s in range(len(STACKS)) for k in STACK_KINDS]
 
 
 @dataclass(frozen=True)
@@ -234,10 +237,6 @@ def _longest_paths(adj: np.ndarray) -> np.ndarray:
     return depth
 
 
-STACK_KINDS = ("flops_conv3x3", "flops_conv1x1", "flops_proj", "flops_pool", "activations")
-STACK_COLUMNS = [f"log_{k}_stack{s}" for s in range(len(STACKS)) for k in STACK_KINDS]
-
-
 def nb101_feature_names() -> list[str]:
     """Column names of :func:`nb101_features`."""
     return ["vertices", "edges", "input_out_degree", "output_in_degree", "input_to_output", "depth", "max_width",
@@ -283,7 +282,7 @@ def nb101_features(batch: CellBatch) -> np.ndarray:
     out[:, 7], out[:, 8], out[:, 9] = n3, n1, npool
     out[:, 10] = np.log(counts["params"])
     out[:, 11] = np.log(counts["flops"])
-    for j, name in enumerate(("flops_conv3x3", "flops_conv1x1", "flops_proj", "flops_pool", "activations")):
+    for j, name in enumerate(STACK_KINDS):
         out[:, 12 + j] = np.log1p(counts[name])
     out[:, 17] = (n3 + n1 + graphs[inverse, 0, 1:].sum(axis=1)) * CELLS_PER_STACK * len(STACKS)
     for j, name in enumerate(STACK_COLUMNS):
