@@ -27,3 +27,30 @@ def _isolated_cache(tmp_path_factory):
         mp.setenv("ECNAS_DATA_MIRROR", str(SHARED_DATA))
     yield
     mp.undo()
+
+
+@pytest.fixture(scope="session")
+def meter_works():
+    """Skips tests that measure energy where no meter works (no RAPL, NVML or codecarbon here)."""
+    from ecnas_plugin.energy.meters import default_meter
+    from ecnas_plugin.errors import MeterError
+
+    try:
+        default_meter()
+    except MeterError as exc:
+        pytest.skip(f"no energy meter works here: {exc}")
+
+
+@pytest.fixture
+def study_cli():
+    """``study_cli(config, out)``: the parsed arguments of ``ecnas study run CONFIG --out OUT``."""
+    import argparse
+
+    from ecnas_plugin.study.cli import add_subparser
+
+    def parse(config: Path, out: Path) -> argparse.Namespace:
+        parser = argparse.ArgumentParser()
+        add_subparser(parser.add_subparsers(dest="command", required=True))
+        return parser.parse_args(["study", "run", str(config), "--out", str(out)])
+
+    return parse

@@ -21,7 +21,6 @@ import pytest
 
 from ecnas_plugin.adapters.nasbench201 import OPS, parse_arch_str
 from ecnas_plugin.energy import campaign as cp
-from ecnas_plugin.energy.meters import MeterError, default_meter
 from ecnas_plugin.errors import DataFormatError
 from ecnas_plugin.networks import nb201_param_count
 from ecnas_plugin.table import EnergyTable
@@ -30,14 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {"C": 4, "N": 1}
 CELLS = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
          "|avg_pool_3x3~0|+|none~0|skip_connect~1|+|nor_conv_1x1~0|none~1|skip_connect~2|"]
-
-
-@pytest.fixture(scope="module")
-def meter_works():
-    try:
-        default_meter()
-    except MeterError as exc:
-        pytest.skip(f"no energy meter works here: {exc}")
 
 
 def _spec(shared_data: Path, archs, **kw) -> cp.CampaignSpec:

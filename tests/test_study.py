@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
@@ -16,7 +15,6 @@ from ecnas_plugin.objectives import hypervolume, pareto_mask
 from ecnas_plugin.search import load_space
 from ecnas_plugin.study import ConfigError, load_study, parse_study, run_study, write_report
 from ecnas_plugin.study import metrics, runner
-from ecnas_plugin.study.cli import add_subparser
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,12 +77,10 @@ def test_shipped_study_configs_load(path, shared_data):
     assert study.runs
 
 
-def test_cli_refuses_a_bad_config_before_anything_runs(tmp_path):
+def test_cli_refuses_a_bad_config_before_anything_runs(tmp_path, study_cli):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("name: bad\nspaces: [ecnas-4v]\noptimizers: [random, nsga3]\nbudgets: [{evaluations: 5}]\n")
-    parser = argparse.ArgumentParser()
-    add_subparser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["study", "run", str(cfg), "--out", str(tmp_path / "out")])
+    args = study_cli(cfg, tmp_path / "out")
     with pytest.raises(UnknownName, match="optimizer 'nsga3'.*evolution, naslib:bananas, .*naslib:re, .*random, sms-emoa"):
         args.func(args)
     assert not (tmp_path / "out").exists()

@@ -7,7 +7,6 @@ missing; the refusal test runs only where NASLib *is* missing (the main interpre
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -23,7 +22,6 @@ from ecnas_plugin.objectives import make_objective
 from ecnas_plugin.search import TRACE_COLUMNS, load_space
 from ecnas_plugin.study import ConfigError, parse_study, run_study, write_report
 from ecnas_plugin.study import naslib_runs
-from ecnas_plugin.study.cli import add_subparser
 
 MISSING = missing_requirements()
 needs_naslib = pytest.mark.skipif(bool(MISSING), reason=f"NASLib is not installed here (missing: {', '.join(MISSING)}); "
@@ -61,12 +59,10 @@ def test_naslib_optimizers_are_single_objective():
 
 
 @pytest.mark.skipif(not MISSING, reason="NASLib is installed here: the refusal is what a machine without it sees")
-def test_without_naslib_a_naslib_study_is_refused_before_anything_runs(tmp_path):
+def test_without_naslib_a_naslib_study_is_refused_before_anything_runs(tmp_path, study_cli):
     cfg = tmp_path / "nl.yaml"
     cfg.write_text("name: nl\nspaces: [ecnas-4v]\noptimizers: [random, 'naslib:re']\nbudgets: [{evaluations: 5}]\n")
-    parser = argparse.ArgumentParser()
-    add_subparser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["study", "run", str(cfg), "--out", str(tmp_path / "out")])
+    args = study_cli(cfg, tmp_path / "out")
     with pytest.raises(NaslibUnavailable) as info:
         args.func(args)
     msg = str(info.value)
