@@ -110,6 +110,18 @@ def test_predict_energy_is_flagged_predicted_and_rejects_bad_cells(small_lgb, fi
         small_lgb.predict_energy(["not-a-hash"])
 
 
+def test_cell_index_without_7v_data_says_why_a_hash_is_unknown(tmp_path, monkeypatch):
+    """A cached ecnas-7v table does not hold its cells: with 7v_data.pt in neither mirror nor cache,
+    a 7-vertex hash cannot be resolved, and the error says that file is why."""
+    monkeypatch.setenv("ECNAS_DATA_MIRROR", str(tmp_path / "empty-mirror"))
+    monkeypatch.setenv("ECNAS_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(F, "_DEFAULT_INDEX", None)
+    index = F.default_cell_index()
+    assert len(index) == 2532  # every cell of <= 5 vertices is still known
+    with pytest.raises(UnknownName, match="7-vertex cells are not known here: .*7v_data.pt"):
+        index.cell("0" * 32)
+
+
 def test_fit_refuses_mixed_campaigns_and_non_measured_rows(shared_data, five):
     four = ep.load_table("ecnas-4v").frame
     mixed = pd.concat([five.iloc[:50], four[four["epochs"] == 4].iloc[:50]])

@@ -320,8 +320,9 @@ class CellIndex:
     """Module hash → Cell for the cells this project can name without the full NB101 enumeration:
     every cell with at most 5 vertices (all of ecnas-4v/5v) plus any cells added (e.g. 7v_data.pt's)."""
 
-    def __init__(self, cells: Iterable[nb101.Cell] = ()):
+    def __init__(self, cells: Iterable[nb101.Cell] = (), missing: str = ""):
         self._cells: dict[str, nb101.Cell] = {}
+        self.missing = missing  # why some cells it would normally know are not here (said on a miss)
         self.add(cells)
 
     def add(self, cells: Iterable[nb101.Cell]) -> None:
@@ -341,7 +342,7 @@ class CellIndex:
             raise UnknownName("NAS-Bench-101 module hash", key, (),
                               context=f"among the {len(self)} cells this index knows (every cell of <=5 "
                                       "vertices and the 7-vertex cells of 7v_data.pt); pass the cell itself "
-                                      "(matrix, ops) instead") from None
+                                      f"(matrix, ops) instead{self.missing}") from None
 
     def batch(self, keys: Sequence[str]) -> CellBatch:
         return CellBatch.from_cells(self.cell(k) for k in keys)
@@ -368,11 +369,11 @@ def default_cell_index(include_7v: bool = True) -> CellIndex:
             from ecnas_plugin.registry import get_registry
 
             try:
-                path = datasets.resolve(get_registry().data_file("7v_data.pt"), download=False)
-            except EcnasError:
-                path = None  # not available offline: hashes of 7v cells then need the cell itself
-            if path is not None:
-                index.add(cells_7v(path))
+                index.add(cells_7v(datasets.resolve(get_registry().data_file("7v_data.pt"), download=False)))
+            except EcnasError as exc:
+                # not available offline (a cached ecnas-7v table does not hold its cells): hashes of
+                # 7v cells then need the cell itself, and a miss says why
+                index.missing = f"; the 7-vertex cells are not known here: {exc}"
         _DEFAULT_INDEX = index
     return _DEFAULT_INDEX
 
