@@ -153,6 +153,24 @@ INVALID = {
 }
 
 
+def test_pad_keeps_the_cell_and_its_hash():
+    """Every <=5-vertex cell padded to 7 vertices (default conv3x3 or given filler ops) prunes back
+    to itself; a cell bigger than the frame, or a filler of the wrong length, is refused."""
+    for key, cell in nb.cells_by_hash(5).items():
+        matrix, ops = nb.pad(cell)
+        assert matrix.shape == (7, 7) and len(ops) == 7 and ops[-1] == nb.OUTPUT
+        assert nb.module_hash(matrix.tolist(), ops) == key
+        assert nb.prune(matrix.tolist(), ops) == cell
+    cell = nb.Cell([[0, 1, 1], [0, 0, 1], [0, 0, 0]], [nb.INPUT, nb.MAXPOOL3X3, nb.OUTPUT])
+    matrix, ops = nb.pad(cell, 5, filler=[nb.CONV1X1, nb.MAXPOOL3X3])
+    assert ops == [nb.INPUT, nb.MAXPOOL3X3, nb.CONV1X1, nb.MAXPOOL3X3, nb.OUTPUT]
+    assert matrix[:, 2:4].sum() == 0 and matrix[2:4].sum() == 0 and matrix[0, 4] == matrix[1, 4] == 1
+    with pytest.raises(InvalidArchitecture, match="do not fit in 2"):
+        nb.pad(cell, 2)
+    with pytest.raises(ValueError, match="filler has 1 ops for 2"):
+        nb.pad(cell, 5, filler=[nb.CONV1X1])
+
+
 @pytest.mark.parametrize("rule", sorted(INVALID))
 def test_each_rule_is_named(rule):
     matrix, ops = INVALID[rule]

@@ -240,6 +240,23 @@ def prune(matrix: object, ops: Sequence[str]) -> Cell:
     return Cell(pm, pops)
 
 
+def pad(cell: Cell, size: int = MAX_VERTICES, filler: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """``cell`` as a ``size``-vertex spec (int64 adjacency, ops): vertices without edges inserted
+    before the output, with ops ``filler`` (default conv3x3). They lie on no input→output path, so
+    pruning removes them and the module hash is unchanged; fixed-size frames (NASLib's 7-vertex
+    specs, mutation, feature arrays) need them. Raises InvalidArchitecture if the cell is bigger."""
+    n = cell.num_vertices
+    if n > size:
+        raise InvalidArchitecture("too-many-vertices", f"{n} vertices do not fit in {size}", cell)
+    extra = [CONV3X3] * (size - n) if filler is None else list(filler)
+    if len(extra) != size - n:
+        raise ValueError(f"filler has {len(extra)} ops for {size - n} inserted vertices")
+    position = list(range(n - 1)) + [size - 1]  # interior vertices keep their order, output goes last
+    matrix = np.zeros((size, size), dtype=np.int64)
+    matrix[np.ix_(position, position)] = cell.as_numpy()
+    return matrix, list(cell.ops[:-1]) + extra + [OUTPUT]
+
+
 def _fingerprint(m: _Matrix, ops: Sequence[str]) -> str:
     """NAS-Bench-101's graph hash of an already pruned, valid cell."""
     n = len(ops)

@@ -38,18 +38,6 @@ def spec_hash(matrix: object, ops: object) -> str:
     return _hash_cached(m.tobytes(), m.shape[0], tuple(ops))  # type: ignore[arg-type]
 
 
-def pad(matrix: np.ndarray, ops: list[str], size: int) -> tuple[np.ndarray, list[str]]:
-    """Pad an n-vertex cell to ``size`` vertices with isolated conv3x3 vertices before the output."""
-    n = len(ops)
-    if n > size:
-        raise InvalidArchitecture("too-many-vertices", f"{n} vertices do not fit in {size}", (matrix, ops))
-    out = np.zeros((size, size), dtype=np.int64)
-    out[: n - 1, : n - 1] = matrix[: n - 1, : n - 1]
-    out[: n - 1, size - 1] = matrix[: n - 1, n - 1]
-    new_ops = list(ops[:-1]) + [nb.CONV3X3] * (size - n) + [nb.OUTPUT]
-    return out, new_ops
-
-
 class Subspace:
     """All valid cells with at most ``max_vertices`` vertices that ``table`` holds, one per hash.
 
@@ -63,7 +51,7 @@ class Subspace:
         cells = {}
         for h, cell in nb.cells_by_hash(max_vertices).items():
             if h in keys:
-                m, ops = pad(cell.as_numpy(), list(cell.ops), NASLIB_VERTICES)
+                m, ops = nb.pad(cell, NASLIB_VERTICES)
                 m.setflags(write=False)
                 cells[h] = (m, tuple(ops))
         if not cells:
@@ -101,7 +89,7 @@ class Subspace:
         """Cell ``key`` in the V-vertex frame mutations work in (pruned, padded to V)."""
         m, ops = self.cells[key]
         cell = nb.prune(m.tolist(), list(ops))
-        return pad(cell.as_numpy(), list(cell.ops), self.max_vertices)
+        return nb.pad(cell, self.max_vertices)
 
     def mutate(self, key: str, max_tries: int = 1000) -> str:
         """NAS-Bench-101's mutation (flip each edge w.p. 1/V, change each op w.p. 1/3) in the

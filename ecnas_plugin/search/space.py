@@ -128,7 +128,9 @@ class TabularSpace:
         """
         n = self.max_vertices
         parent = self.key(cell)
-        matrix, ops = _padded(cell, n, rng)
+        extra = [nb101.OPS[int(rng.integers(len(nb101.OPS)))] for _ in range(n - cell.num_vertices)]
+        padded, ops = nb101.pad(cell, n, filler=extra)  # dangling vertices with random ops
+        matrix = padded.tolist()
         pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
         live = list(range(1, cell.num_vertices - 1))  # inner vertices on an input->output path
         for _ in range(tries):
@@ -174,19 +176,6 @@ class TabularSpace:
             true_val_acc=float(self.true_val_acc[i]), true_test_acc=float(self.true_test_acc[i]),
             true_energy_kwh=float(self.true_energy_kwh[i]),
         )
-
-
-def _padded(cell: nb101.Cell, n: int, rng: np.random.Generator) -> tuple[list[list[int]], list[str]]:
-    """``cell`` as an n-vertex spec: dangling vertices with random ops inserted before the output."""
-    k = cell.num_vertices
-    m = [[0] * n for _ in range(n)]
-    for i in range(k - 1):
-        for j in range(i + 1, k - 1):
-            m[i][j] = cell.matrix[i][j]
-        m[i][n - 1] = cell.matrix[i][k - 1]
-    extra = [nb101.OPS[int(rng.integers(len(nb101.OPS)))] for _ in range(n - k)]
-    ops = list(cell.ops[:-1]) + extra + [nb101.OUTPUT]
-    return m, ops
 
 
 _CACHE: dict[tuple[str, int | None], TabularSpace] = {}

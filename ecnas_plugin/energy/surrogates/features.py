@@ -114,13 +114,10 @@ class CellBatch:
 
 
 def _pad(cell: nb101.Cell) -> tuple[np.ndarray, np.ndarray]:
-    n = cell.num_vertices
-    pos = list(range(n - 1)) + [V - 1]  # interior vertices keep their order, output moves to 6
-    m = np.zeros((V, V), np.uint8)
-    m[np.ix_(pos, pos)] = np.asarray(cell.matrix, dtype=np.uint8)
-    o = np.zeros(V, np.int8)
-    o[pos] = [OP_CODES[op] for op in cell.ops]
-    return m, o
+    m, ops = nb101.pad(cell, V)
+    o = np.array([OP_CODES[op] for op in ops], np.int8)
+    o[cell.num_vertices - 1 : V - 1] = PAD  # the inserted vertices are padding here, not conv3x3
+    return m.astype(np.uint8), o
 
 
 def _describe(m: np.ndarray, o: np.ndarray) -> str:
