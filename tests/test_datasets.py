@@ -21,7 +21,7 @@ IN_MIRROR = [
     "energy_4V9E_4epochs.tfrecord", "energy_4V9E_linscale.tfrecord", "energy_5V9E_4epochs.tfrecord",
     "7v_data.pt", "zc_nasbench201.json", "zc_nasbench101.json", "nb201_index_to_arch_str.csv",
     "example_values.csv",
-]
+] + [f"flowers17_{k}_{split}.npy" for k in ("x", "y") for split in ("train", "val", "test")]
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def _files(root: Path) -> list[str]:
 def test_builtin_registry_covers_the_mirror(shared_data):
     entries = datasets.builtin_data_files()
     names = [e.name for e in entries]
-    assert len(names) == len(set(names)) == 15
+    assert len(names) == len(set(names)) == 21
     upstream = (shared_data / "UPSTREAM.tsv").read_text().splitlines()[1:]
     for line in upstream:
         name, size, sha = line.split("\t")[:3]
@@ -85,6 +85,10 @@ def test_builtin_registry_covers_the_mirror(shared_data):
     for e in entries:
         assert e.license in ("MIT", "Apache-2.0") and e.citation and e.description
     assert {e.name for e in entries if e.mirror_only} == {"nb201_index_to_arch_str.csv", "example_values.csv"}
+    for f in sorted((shared_data / "flowers17").iterdir()):  # not in UPSTREAM.tsv: checked against the files
+        entry = datasets.find(entries, f"flowers17_{f.name}")
+        assert (entry.size_bytes, entry.sha256) == (f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest())
+        assert entry.mirror_path == f"flowers17/{f.name}" and not entry.mirror_only
     ecnas = datasets.find(entries, "energy_5V9E_4epochs.tfrecord")
     assert "Bakhtiarifard" in ecnas.citation and "ICASSP 2024" in ecnas.citation
     assert ecnas.mirror_path == "ecnas/energy_5V9E_4epochs.tfrecord"

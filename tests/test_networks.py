@@ -255,6 +255,28 @@ def test_load_flowers17(shared_data):
     assert 0.0 <= float(data.test.x.min()) and float(data.test.x.max()) <= 1.0
 
 
+def test_load_flowers17_through_the_registry_is_verified(shared_data, tmp_path, monkeypatch):
+    """Without a folder, the six files come through the data registry (here: the offline mirror,
+    read in place and sha256-checked); a mirror copy that differs from upstream is refused."""
+    from ecnas_plugin import datasets
+    from ecnas_plugin.errors import ChecksumError
+
+    monkeypatch.setenv("ECNAS_CACHE_DIR", str(tmp_path / "cache"))
+    via_registry = load_flowers17(mirror=shared_data)
+    direct = load_flowers17(shared_data / "flowers17")
+    assert all(torch.equal(a.x, b.x) and torch.equal(a.y, b.y) for a, b in zip(via_registry, direct))
+    entry = datasets.find(datasets.builtin_data_files(), "flowers17_x_train.npy")
+    assert entry.mirror_path == "flowers17/x_train.npy" and "multi-obj-baselines" in entry.url
+    bad = tmp_path / "mirror"
+    (bad / "flowers17").mkdir(parents=True)
+    for f in (shared_data / "flowers17").iterdir():
+        (bad / "flowers17" / f.name).write_bytes(f.read_bytes())
+    x = np.load(bad / "flowers17" / "x_val.npy")
+    np.save(bad / "flowers17" / "x_val.npy", x[::-1])  # same shape and range, other bytes
+    with pytest.raises(ChecksumError, match="x_val"):
+        load_flowers17(mirror=bad)
+
+
 def test_load_flowers17_rejects_bad_files(shared_data, tmp_path):
     for name in ("train", "val", "test"):
         np.save(tmp_path / f"x_{name}.npy", np.load(shared_data / "flowers17" / f"x_{name}.npy"))

@@ -413,19 +413,8 @@ def _data(dataset: str, data_root: str, samples: int, seed: int):
     from ecnas_plugin.networks import load_flowers17, synthetic_cifar10
 
     if dataset == "flowers17":
-        return load_flowers17(flowers17_root(data_root))
+        return load_flowers17(data_root or None)  # no folder given: the data registry's verified files
     return (synthetic_cifar10(samples, seed=seed), None, None)
-
-
-def flowers17_root(data_root: str = "") -> Path:
-    """Where Flowers-17 is: ``data_root``, else ``$ECNAS_DATA_MIRROR/flowers17``."""
-    if data_root:
-        return Path(data_root)
-    mirror = os.environ.get("ECNAS_DATA_MIRROR")
-    if mirror and (Path(mirror) / "flowers17").is_dir():
-        return Path(mirror) / "flowers17"
-    raise DataFormatError("flowers17", None, "Flowers-17 folder not given: pass --data-root (the folder "
-                                             "with x_train.npy ...) or set ECNAS_DATA_MIRROR")
 
 
 def _now() -> str:

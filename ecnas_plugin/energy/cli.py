@@ -89,7 +89,7 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--dataset", choices=DATASETS, default="flowers17",
                    help="flowers17: real accuracy; cifar10-synthetic: energy only at CIFAR-10 scale")
-    p.add_argument("--data-root", type=Path, help="Flowers-17 folder (default: $ECNAS_DATA_MIRROR/flowers17)")
+    p.add_argument("--data-root", type=Path, help="Flowers-17 folder (default: the data registry: offline mirror, cache or a verified download)")
     p.add_argument("--synthetic-samples", type=int, default=2048, help="training images per epoch, synthetic data")
     p.add_argument("--meter", default="auto", help="auto, nvml, rapl, codecarbon, or a combination like nvml+rapl")
     p.add_argument("--pue", type=float, default=1.0, help="power usage effectiveness to apply (1.0 = none)")

@@ -48,19 +48,32 @@ class Flowers17(NamedTuple):
     test: Split
 
 
-def load_flowers17(root: Path | str) -> Flowers17:
+def load_flowers17(root: Path | str | None = None, *, mirror: Path | None = None, download: bool = True) -> Flowers17:
     """Read ``x_{train,val,test}.npy`` (N x 16 x 16 x 3, values in [0, 1]) and one-hot ``y_*.npy``.
 
-    Returns NCHW float32 images and int64 labels. Raises FileNotFoundError for a missing file and
-    DataFormatError for a file of the wrong shape, range or encoding.
+    ``root``: a folder holding the six files, read as they are. Without it, each file comes
+    through the data registry (``flowers17_x_train.npy`` ...): the offline mirror (``mirror`` or
+    ``$ECNAS_DATA_MIRROR``), the user cache, or a download, sha256-checked in every case.
+    Returns NCHW float32 images and int64 labels. Raises FileNotFoundError for a missing file in
+    ``root``, DataUnavailable when the registry cannot supply one, and DataFormatError for a file
+    of the wrong shape, range or encoding.
     """
-    root = Path(root)
-    splits = {}
-    for name in Flowers17._fields:
-        x_path, y_path = root / f"x_{name}.npy", root / f"y_{name}.npy"
-        for path in (x_path, y_path):
+    names = [f"{kind}_{split}.npy" for split in Flowers17._fields for kind in ("x", "y")]
+    if root is not None:
+        paths = {n: Path(root) / n for n in names}
+        for path in paths.values():
             if not path.is_file():
                 raise FileNotFoundError(f"Flowers-17 file missing: {path}")
+    else:
+        from ecnas_plugin import datasets
+        from ecnas_plugin.registry import get_registry
+
+        registry = get_registry()
+        paths = {n: datasets.resolve(registry.data_file(f"flowers17_{n}"), mirror=mirror, download=download)
+                 for n in names}
+    splits = {}
+    for name in Flowers17._fields:
+        x_path, y_path = paths[f"x_{name}.npy"], paths[f"y_{name}.npy"]
         x = np.load(x_path, allow_pickle=False)
         y = np.load(y_path, allow_pickle=False)
         if x.ndim != 4 or x.shape[1:] != FLOWERS17_SHAPE:
