@@ -10,7 +10,7 @@ from . import datasets
 from .adapters.base import SearchSpaceAdapter
 from .errors import DataFormatError, SchemaError
 from .registry import get_registry
-from .table import EnergyTable, TableSpec
+from .table import EnergyTable, TableSpec, restore_interrupted_save
 
 _LOADED: dict[str, EnergyTable] = {}
 
@@ -43,6 +43,7 @@ def load_table(name: str, *, mirror: Path | None = None, download: bool = True,
     if not rebuild and name in _LOADED:
         return _LOADED[name]
     folder = table_dir(name)
+    restore_interrupted_save(folder)
     if folder.exists() and not rebuild:
         try:
             table = EnergyTable.load(folder)

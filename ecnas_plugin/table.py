@@ -290,6 +290,7 @@ class EnergyTable:
         """Write the table to ``folder`` atomically (a temp folder renamed into place)."""
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
+        restore_interrupted_save(folder)  # else the swap below would delete the only copy
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
             self.frame.to_parquet(tmp / TABLE_FILE, index=False)
@@ -300,7 +301,7 @@ class EnergyTable:
                 manifest = replace(manifest, checkpoints_checksum=sha256_file(tmp / CHECKPOINTS_FILE))
             (tmp / MANIFEST_FILE).write_text(manifest.to_json())
             if folder.exists():
-                old = folder.with_name(f".{folder.name}.old")
+                old = previous_copy(folder)
                 shutil.rmtree(old, ignore_errors=True)
                 os.replace(folder, old)
                 os.replace(tmp, folder)
@@ -317,6 +318,11 @@ class EnergyTable:
     def load(cls, folder: Path) -> EnergyTable:
         """Read a table folder, verifying checksums and the schema version."""
         folder = Path(folder)
+        restore_interrupted_save(folder)
+        return cls._read(folder)
+
+    @classmethod
+    def _read(cls, folder: Path) -> EnergyTable:
         mpath = folder / MANIFEST_FILE
         if not mpath.is_file():
             raise DataFormatError(folder, None, f"not a table folder: {MANIFEST_FILE} is missing")
@@ -326,6 +332,27 @@ class EnergyTable:
         if manifest.checkpoints_checksum:
             checkpoints = _read_verified(folder / CHECKPOINTS_FILE, manifest.checkpoints_checksum)
         return cls(frame, manifest, checkpoints)
+
+
+def previous_copy(folder: Path) -> Path:
+    """Where :meth:`EnergyTable.save` parks the table it replaces while swapping folders."""
+    return folder.with_name(f".{folder.name}.old")
+
+
+def restore_interrupted_save(folder: Path) -> None:
+    """Undo a save interrupted between its two renames: ``folder`` is gone and the table it held
+    waits complete at :func:`previous_copy`; move it back. A parked copy that does not verify (an
+    interrupted clean-up) is deleted instead. Nothing happens while ``folder`` exists."""
+    folder = Path(folder)
+    old = previous_copy(folder)
+    if folder.exists() or not old.is_dir():
+        return
+    try:
+        EnergyTable._read(old)
+    except (DataFormatError, SchemaError, OSError):
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    os.replace(old, folder)
 
 
 def _read_verified(path: Path, checksum: str) -> pd.DataFrame:

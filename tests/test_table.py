@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -85,6 +86,49 @@ def test_save_load_round_trip_and_checksums(tmp_path, shared_data):
     (folder / "table.parquet").write_bytes(bytes(raw))
     with pytest.raises(DataFormatError, match="table.parquet: sha256 .* does not match the manifest"):
         EnergyTable.load(folder)
+
+
+def test_save_interrupted_between_its_renames_loses_nothing(tmp_path, monkeypatch):
+    """A crash after the live folder was parked but before the new one moved in: the next load,
+    or the next save, puts the parked table back instead of treating it as absent (which once let
+    a later save delete the only copy of a user table)."""
+    import ecnas_plugin.table as table_module
+
+    folder = tmp_path / "user-nasbench101"
+    first = EnergyTable(_rows(), _manifest())
+    first.save(folder)
+    real_replace, calls = os.replace, []
+
+    def crash_on_second_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("power cut")
+        real_replace(src, dst)
+
+    second = EnergyTable(_rows().iloc[:1].reset_index(drop=True), _manifest())
+    monkeypatch.setattr(table_module.os, "replace", crash_on_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        second.save(folder)
+    monkeypatch.setattr(table_module.os, "replace", real_replace)
+    assert not folder.exists() and (tmp_path / ".user-nasbench101.old").is_dir()
+    assert [p.name for p in tmp_path.iterdir()] == [".user-nasbench101.old"]  # the temp folder is gone
+    pd.testing.assert_frame_equal(EnergyTable.load(folder).frame, first.frame)  # restored on load
+    assert folder.is_dir() and not (tmp_path / ".user-nasbench101.old").exists()
+
+    monkeypatch.setattr(table_module.os, "replace", crash_on_second_rename)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        second.save(folder)
+    monkeypatch.setattr(table_module.os, "replace", real_replace)
+    second.save(folder)  # restores the parked table first, then swaps it out as usual
+    pd.testing.assert_frame_equal(EnergyTable.load(folder).frame, second.frame)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["user-nasbench101"]
+
+    parked = tmp_path / ".other.old"  # a clean-up interrupted half-way: not a table any more
+    parked.mkdir()
+    (parked / "manifest.json").write_text("{")
+    table_module.restore_interrupted_save(tmp_path / "other")
+    assert not parked.exists() and not (tmp_path / "other").exists()
 
 
 def test_get_lookup_and_get_many_agree_with_the_frame(shared_data):

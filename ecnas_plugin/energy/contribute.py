@@ -28,7 +28,8 @@ import pandas as pd
 from ecnas_plugin.errors import DataFormatError, EcnasError, SchemaError
 from ecnas_plugin.hookspecs import hookimpl
 from ecnas_plugin.schema import COLUMNS, J_PER_KWH, KEY_COLUMNS, row_problems
-from ecnas_plugin.table import CHECKPOINTS_FILE, MANIFEST_FILE, TABLE_FILE, EnergyTable, Manifest, TableSpec
+from ecnas_plugin.table import (CHECKPOINTS_FILE, MANIFEST_FILE, TABLE_FILE, EnergyTable, Manifest, TableSpec,
+                                 restore_interrupted_save)
 
 from .campaign import campaign_metadata
 
@@ -278,6 +279,7 @@ def contribute(path: Path | str, *, into: str | None = None, manifest: Path | st
     folder = table_dir(target)
     report = ContributionReport(path, target, len(frame), dry_run=dry_run)
     with _locked(folder):
+        restore_interrupted_save(folder)  # a crashed earlier merge must not look like "no table yet"
         try:
             existing = EnergyTable.load(folder) if folder.exists() else None
         except (DataFormatError, SchemaError) as exc:
@@ -345,6 +347,8 @@ def user_table_specs() -> list[TableSpec]:
     from ecnas_plugin.api import table_dir
 
     root = table_dir("x").parent
+    for parked in sorted(root.glob(f".{USER_PREFIX}*.old")) if root.is_dir() else []:
+        restore_interrupted_save(parked.with_name(parked.name[1:-len(".old")]))
     specs = []
     for folder in sorted(root.glob(f"{USER_PREFIX}*")) if root.is_dir() else []:
         try:
