@@ -319,10 +319,6 @@ class EnergyTable:
         """Read a table folder, verifying checksums and the schema version."""
         folder = Path(folder)
         restore_interrupted_save(folder)
-        return cls._read(folder)
-
-    @classmethod
-    def _read(cls, folder: Path) -> EnergyTable:
         mpath = folder / MANIFEST_FILE
         if not mpath.is_file():
             raise DataFormatError(folder, None, f"not a table folder: {MANIFEST_FILE} is missing")
@@ -341,18 +337,12 @@ def previous_copy(folder: Path) -> Path:
 
 def restore_interrupted_save(folder: Path) -> None:
     """Undo a save interrupted between its two renames: ``folder`` is gone and the table it held
-    waits complete at :func:`previous_copy`; move it back. A parked copy that does not verify (an
-    interrupted clean-up) is deleted instead. Nothing happens while ``folder`` exists."""
+    waits at :func:`previous_copy`; move it back. Nothing is deleted or checked here (loading
+    verifies and names any problem); nothing happens while ``folder`` exists."""
     folder = Path(folder)
     old = previous_copy(folder)
-    if folder.exists() or not old.is_dir():
-        return
-    try:
-        EnergyTable._read(old)
-    except (DataFormatError, SchemaError, OSError):
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    os.replace(old, folder)
+    if not folder.exists() and old.is_dir():
+        os.replace(old, folder)
 
 
 def _read_verified(path: Path, checksum: str) -> pd.DataFrame:

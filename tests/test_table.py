@@ -124,11 +124,12 @@ def test_save_interrupted_between_its_renames_loses_nothing(tmp_path, monkeypatc
     pd.testing.assert_frame_equal(EnergyTable.load(folder).frame, second.frame)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["user-nasbench101"]
 
-    parked = tmp_path / ".other.old"  # a clean-up interrupted half-way: not a table any more
+    parked = tmp_path / ".other.old"  # whatever is parked comes back as it is; loading judges it
     parked.mkdir()
-    (parked / "manifest.json").write_text("{")
-    table_module.restore_interrupted_save(tmp_path / "other")
-    assert not parked.exists() and not (tmp_path / "other").exists()
+    (parked / "table.parquet").write_bytes(b"half deleted")
+    with pytest.raises(DataFormatError, match="manifest.json is missing"):
+        EnergyTable.load(tmp_path / "other")
+    assert not parked.exists() and (tmp_path / "other" / "table.parquet").read_bytes() == b"half deleted"
 
 
 def test_get_lookup_and_get_many_agree_with_the_frame(shared_data):
