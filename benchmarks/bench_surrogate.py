@@ -19,7 +19,7 @@ from pathlib import Path
 import ecnas_plugin as ep
 from ecnas_plugin.energy import surrogates as S
 from ecnas_plugin.energy.surrogates import features as F
-from ecnas_plugin.energy.surrogates.evaluation import split
+from ecnas_plugin.energy.surrogates.evaluation import split, training_order
 from ecnas_plugin.energy.surrogates.train_default import MODEL, SEED, TEST_FRACTION, TRAIN_CELLS
 
 ALL_NB101_CELLS = 423_624
@@ -58,9 +58,8 @@ def noise_diagnostic(model: S.Predictor, table, test) -> None:
           f"folded in: tau={m['kendall_tau']:.4f} MAE={m['mae_wh']:.4f} Wh")
 
     cp = table.checkpoints
-    runs = cp[cp["checkpoint"] == cp.groupby("arch_key")["checkpoint"].transform("max")]
-    start = pd.to_datetime(cp[cp["checkpoint"] == 0].groupby("arch_key")["start_time"].min())
-    stop = pd.to_datetime(runs.groupby("arch_key")["stop_time"].max())
+    start = pd.to_datetime(cp["start_time"]).groupby(cp["arch_key"]).min()
+    stop = pd.to_datetime(cp["stop_time"]).groupby(cp["arch_key"]).max()
     times = np.concatenate([start.to_numpy(), stop.to_numpy()])
     steps = np.concatenate([np.ones(len(start), int), -np.ones(len(stop), int)])
     running = np.cumsum(steps[np.lexsort((steps, times))])  # a stop before a start at the same second
@@ -111,7 +110,7 @@ def repeated_splits(five, splits: int = 12) -> None:
     rows = []
     for seed in range(splits):
         train, test = split(five, TEST_FRACTION, seed)
-        keys = np.random.default_rng(seed + 1).permutation(sorted(train["arch_key"].unique()))[:TRAIN_CELLS]
+        keys = training_order(train, seed)[:TRAIN_CELLS]
         chosen = train[train["arch_key"].isin(keys)]
         for name in (MODEL, "lightgbm"):
             m = S.evaluate(S.fit(chosen, name, seed=seed, folds=10), test)

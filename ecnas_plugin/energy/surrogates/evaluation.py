@@ -70,12 +70,18 @@ def split(frame: pd.DataFrame, test_fraction: float = 0.4, seed: int = 0) -> tup
     return frame[~mask], frame[mask]
 
 
+def training_order(train: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """The cells of ``train`` in the random order training sets are taken from: the first n are the
+    n-cell set, so sets of growing size are nested. Drawn with ``seed + 1``, apart from ``split``'s draw."""
+    return np.random.default_rng(seed + 1).permutation(sorted(train["arch_key"].unique()))
+
+
 def learning_curve(frame: pd.DataFrame, sizes: Sequence[int] = (50, 100, 200, 500, 1000, 1500),
                    model: str = "lightgbm", test_fraction: float = 0.4, seed: int = 0,
                    index: F.CellIndex | None = None, **params: Any) -> pd.DataFrame:
     """Held-out metrics against training-set size; one fixed test set, nested random training sets."""
     train, test = split(frame, test_fraction, seed)
-    keys = np.random.default_rng(seed + 1).permutation(sorted(train["arch_key"].unique()))
+    keys = training_order(train, seed)
     too_big = [n for n in sizes if n > len(keys)]
     if too_big:
         raise ValueError(f"training sizes {too_big} exceed the {len(keys)} cells left for training")

@@ -32,7 +32,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 
 MODEL = "additive"
 TRAIN_CELLS = 1000
@@ -45,12 +44,12 @@ def train(out: Path, train_cells: int = TRAIN_CELLS, seed: int = SEED):
     """Fit, evaluate and save the default predictor; returns it."""
     from ecnas_plugin.api import load_table
 
-    from .evaluation import evaluate, split
+    from .evaluation import evaluate, split, training_order
     from .predictor import DEFAULT_DIR, fit
 
     frame = load_table("ecnas-5v").frame
     train_rows, test_rows = split(frame, TEST_FRACTION, seed)
-    keys = np.random.default_rng(seed + 1).permutation(sorted(train_rows["arch_key"].unique()))[:train_cells]
+    keys = training_order(train_rows, seed)[:train_cells]
     predictor = fit(train_rows[train_rows["arch_key"].isin(keys)], MODEL, source_table="ecnas-5v",
                     seed=seed, folds=10)
     held = evaluate(predictor, test_rows)
