@@ -355,22 +355,21 @@ def cells_7v(path: object) -> list[nb101.Cell]:
     return read_7v_arrays(path)[0]
 
 
-def default_cell_index(include_7v: bool = True) -> CellIndex:
+def default_cell_index() -> CellIndex:
     """Every ≤5-vertex cell, plus 7v_data.pt's cells where that file is in the mirror or cache."""
     global _DEFAULT_INDEX
     if _DEFAULT_INDEX is None:
-        index = CellIndex(nb101.cells_by_hash(5).values())
-        if include_7v:
-            from ecnas_plugin import datasets
-            from ecnas_plugin.errors import EcnasError
-            from ecnas_plugin.registry import get_registry
+        from ecnas_plugin import datasets
+        from ecnas_plugin.errors import EcnasError
+        from ecnas_plugin.registry import get_registry
 
-            try:
-                index.add(cells_7v(datasets.resolve(get_registry().data_file("7v_data.pt"), download=False)))
-            except EcnasError as exc:
-                # not available offline (a cached ecnas-7v table does not hold its cells): hashes of
-                # 7v cells then need the cell itself, and a miss says why
-                index.missing = f"; the 7-vertex cells are not known here: {exc}"
+        index = CellIndex(nb101.cells_by_hash(5).values())
+        try:
+            index.add(cells_7v(datasets.resolve(get_registry().data_file("7v_data.pt"), download=False)))
+        except EcnasError as exc:
+            # not available offline (a cached ecnas-7v table does not hold its cells): hashes of
+            # 7v cells then need the cell itself, and a miss says why
+            index.missing = f"; the 7-vertex cells are not known here: {exc}"
         _DEFAULT_INDEX = index
     return _DEFAULT_INDEX
 

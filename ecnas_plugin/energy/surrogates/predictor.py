@@ -72,13 +72,19 @@ def _single(frame: pd.DataFrame, column: str) -> Any:
     return values[0]
 
 
+def _context(frame: pd.DataFrame) -> Context:
+    """The one context rows speak for; refuses rows that mix campaigns, budgets, hardware, datasets."""
+    return Context(campaign=_single(frame, "campaign"), epochs=int(_single(frame, "epochs")),
+                   hardware=_single(frame, "hardware"), dataset=_single(frame, "dataset"),
+                   space=_single(frame, "space"))
+
+
 def measured_targets(frame: pd.DataFrame) -> pd.DataFrame:
     """Measured rows reduced to one per arch_key (mean over repeats), one context only."""
     if "source" in frame and (frame["source"] != "measured").any():
         bad = sorted(frame.loc[frame["source"] != "measured", "source"].unique())
         raise SchemaError(f"a surrogate trains on measured rows only; got source {bad}", column="source")
-    for col in ("campaign", "epochs", "hardware", "dataset", "space"):
-        _single(frame, col)
+    _context(frame)
     return frame.groupby("arch_key", sort=True, as_index=False)[TARGET].mean()
 
 
@@ -150,8 +156,7 @@ class Predictor:
         targets = measured_targets(measured)
         if len(targets) < 10:
             raise ValueError(f"calibration needs at least 10 measured cells, got {len(targets)}")
-        ctx = Context(campaign=_single(measured, "campaign"), epochs=int(_single(measured, "epochs")),
-                      hardware=_single(measured, "hardware"), dataset=_single(measured, "dataset"))
+        ctx = _context(measured)
         base = replace(self, calibration=None)
         pred = base.predict_energy(list(targets["arch_key"]))
         x, y = np.log(pred[TARGET].to_numpy() * WH_PER_KWH), np.log(targets[TARGET].to_numpy() * WH_PER_KWH)
@@ -235,9 +240,7 @@ def fit(frame: pd.DataFrame, model: str = "lightgbm", *, index: F.CellIndex | No
     if model not in classes:
         raise UnknownName("surrogate model", model, classes)
     targets = measured_targets(frame)
-    ctx = Context(campaign=_single(frame, "campaign"), epochs=int(_single(frame, "epochs")),
-                  hardware=_single(frame, "hardware"), dataset=_single(frame, "dataset"),
-                  space=_single(frame, "space"))
+    ctx = _context(frame)
     if ctx.space != "nasbench101":
         raise UnknownName("surrogate search space", ctx.space, ["nasbench101"])
     batch = (index or F.default_cell_index()).batch(list(targets["arch_key"]))
