@@ -8,8 +8,7 @@ The public Python API::
     ep.query("nasbench101", "e1aeb470572477cf15b1bd3644d59370", table="ecnas-5v")
 """
 
-__version__ = "0.1.0"
-
-from .api import get_space, list_tables, load_table, query  # noqa: E402
+from .api import get_space, list_tables, load_table, query
+from .version import __version__
 
 __all__ = ["__version__", "get_space", "list_tables", "load_table", "query"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import datasets
-from .adapters.base import SearchSpaceAdapter
+from .adapters.base import SearchSpace
 from .errors import DataFormatError, SchemaError
 from .registry import get_registry
 from .table import EnergyTable, TableSpec, restore_interrupted_save
@@ -20,7 +20,7 @@ def list_tables() -> list[TableSpec]:
     return list(get_registry().items["tables"].values())
 
 
-def get_space(name: str) -> SearchSpaceAdapter:
+def get_space(name: str) -> SearchSpace:
     """The search-space adapter called ``name`` (e.g. ``"nasbench101"``)."""
     return get_registry().space(name)
 

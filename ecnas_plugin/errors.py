@@ -89,3 +89,25 @@ class ConfigError(EcnasError, ValueError):
     def __init__(self, key: str, detail: str, config: str = "config"):
         self.key = key
         super().__init__(f"{config} key {key!r}: {detail}")
+
+
+class InvalidConfiguration(EcnasError, ValueError):
+    """A hyperparameter or fidelity value breaks its dimension's rule; names the dimension."""
+
+    def __init__(self, what: str, value: object, detail: str):
+        self.what = what
+        self.value = value
+        super().__init__(f"invalid {what}: {value!r} {detail}")
+
+
+class MissingCapability(EcnasError, LookupError):
+    """A flow needs something a search space does not offer (a network builder, features, ...)."""
+
+    def __init__(self, space: str, capability: str, flow: str):
+        self.space = space
+        self.capability = capability
+        self.flow = flow
+        super().__init__(f"search space {space!r} has no {capability!r} capability, which {flow} needs")
+
+    def __str__(self) -> str:  # LookupError is fine, but keep the plain message
+        return self.args[0]

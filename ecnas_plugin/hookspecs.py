@@ -31,10 +31,29 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def ecnas_search_spaces():
-    """Return a list of :class:`ecnas_plugin.adapters.base.SearchSpaceAdapter` instances.
+    """Return a list of :class:`ecnas_plugin.adapters.base.SearchSpace` instances.
 
-    Each adapter's ``name`` (e.g. ``"nasbench101"``) is how users and tables refer to the space;
-    its ``canonical_key`` turns any accepted architecture form into the key tables are indexed by.
+    A space's ``name`` (e.g. ``"nasbench201"``) is how users, tables (their ``space`` column) and
+    configs refer to it; every flow (``ecnas measure``, search, studies, surrogates, the NASLib
+    bridge, ``ecnas query``, ``ecnas contribute``) takes the space from here, so a new space is
+    its own module plus one entry point. The manual, in short (``adapters/base.py`` has it all):
+
+    - ``dimensions``: one architecture dimension, hyperparameters and fidelities
+      (:class:`~ecnas_plugin.adapters.base.Dimension`: typed, bounded, log-scaled or a grid). A
+      configuration's key is ``config_key(arch, hyperparameters)``: the arch key, then the
+      hyperparameters in declaration order; a fidelity (epochs, ...) is where it is evaluated,
+      never part of its key.
+    - required: ``canonical_key(arch)`` and ``parse_arch(text)``, raising ``InvalidArchitecture``
+      with the rule broken; ``describe(arch)`` (text that ``parse_arch`` reads back into a
+      buildable architecture) and ``decode(key)`` where the key alone cannot rebuild it.
+    - capabilities, each optional, each offered by overriding its method: ``enumerate()``,
+      ``sample(rng)``, ``neighbours(arch, subset)`` / ``mutate(arch, rng, subset)`` (``subset``:
+      the canonical keys a search may visit, e.g. a table's), ``stratum(arch)`` (stratified
+      measurement samples), ``build_network(arch, num_classes, **settings)`` with
+      ``network_defaults`` (``ecnas measure``), ``features(archs)`` (surrogates) and ``naslib``
+      (a :class:`~ecnas_plugin.adapters.base.NaslibMapping`, for the NASLib bridge). A flow calls
+      ``space.require(capability, flow=...)`` before it starts, so a missing one is refused by
+      name (``MissingCapability``) before anything runs.
     """
 
 

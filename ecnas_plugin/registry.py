@@ -21,7 +21,7 @@ from importlib.metadata import EntryPoint, entry_points
 import pluggy
 
 from . import hookspecs
-from .adapters.base import SearchSpaceAdapter
+from .adapters.base import SearchSpace
 from .errors import UnknownName
 
 GROUP = "ecnas_plugin"
@@ -61,7 +61,7 @@ def _kinds() -> dict[str, tuple[str, Callable[[object], bool], str]]:
         return lambda x: isinstance(x, type) and issubclass(x, base)
 
     return {
-        "ecnas_search_spaces": ("spaces", lambda x: isinstance(x, SearchSpaceAdapter), "SearchSpaceAdapter"),
+        "ecnas_search_spaces": ("spaces", lambda x: isinstance(x, SearchSpace), "SearchSpace"),
         "ecnas_tables": ("tables", lambda x: isinstance(x, TableSpec), "TableSpec"),
         "ecnas_data_files": ("data files", lambda x: isinstance(x, DataFile), "DataFile"),
         "ecnas_meters": ("meters", subclass_of(Meter), "Meter subclass"),
@@ -156,7 +156,7 @@ class Registry:
         except KeyError:
             raise UnknownName(kind[:-1], name, self.items.get(kind, {}).keys()) from None
 
-    def space(self, name: str) -> SearchSpaceAdapter:
+    def space(self, name: str) -> SearchSpace:
         return self.get("spaces", name)
 
     def table_spec(self, name: str):

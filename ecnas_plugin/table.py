@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from .version import __version__
 from .datasets import sha256_file
 from .errors import DataFormatError, SchemaError, UnknownName
 from .schema import (
@@ -36,6 +36,9 @@ from .schema import (
 LOOKUP_KEY = ("arch_key", "dataset", "epochs", "hardware", "campaign", "repeat")
 
 _WHAT = {"epochs": "epoch budget"}  # how key columns are named in messages
+
+# What a slice carries per configuration unless asked for other columns.
+SLICE_COLUMNS = ("val_acc", "test_acc", "train_energy_kwh", "train_time_s", "train_energy_sd_kwh", "source")
 
 TABLE_FILE = "table.parquet"
 CHECKPOINTS_FILE = "checkpoints.parquet"
@@ -106,6 +109,40 @@ class TableSpec:
     build: Callable[[Mapping[str, Path]], EnergyTable] = field(repr=False)
 
 
+@dataclass(frozen=True)
+class TableSlice:
+    """The configurations of one table at one (epochs, dataset, hardware, campaign).
+
+    ``keys`` are sorted canonical keys; ``repeats[key][column]`` the values of that key's repeats
+    (by repeat index); ``means[column]`` the per-key means over repeats, aligned with ``keys``
+    (NaN where no repeat has a value). ``source`` is carried per repeat, never averaged.
+    """
+
+    table: str
+    space: str
+    epochs: int
+    dataset: str
+    hardware: str
+    campaign: str
+    keys: tuple[str, ...]
+    repeats: Mapping[str, Mapping[str, np.ndarray]] = field(repr=False)
+    means: Mapping[str, np.ndarray] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.repeats
+
+    def of(self, key: str) -> Mapping[str, np.ndarray]:
+        """The repeats of ``key``; UnknownName if this slice has none."""
+        try:
+            return self.repeats[key]
+        except KeyError:
+            raise UnknownName(f"{self.space} configuration", key,
+                              context=f"in table {self.table!r} at {self.epochs} epochs") from None
+
+
 class EnergyTable:
     """A validated energy table of one search space plus its manifest.
 
@@ -129,6 +166,7 @@ class EnergyTable:
         self._records: dict[tuple, Mapping] = {}  # filled on the first lookup: loading stays cheap
         self._by_arch: dict[str, np.ndarray] | None = None
         self._positions: dict[tuple, int] | None = None
+        self._curves: dict[tuple, pd.DataFrame] | None = None
         # Key parts a table has one value for may be left out of lookups.
         self._defaults = {c: (vals[0] if len(vals) == 1 else None)
                           for c in ("dataset", "epochs", "hardware", "campaign")
@@ -260,6 +298,55 @@ class EnergyTable:
                                    context=f"for architecture {arch} in table {self.name!r}")
             rows = rows[hit]
         return UnknownName("row", tuple(key.values()), context=f"in table {self.name!r}")
+
+    # ------------------------------------------------------------------ slices
+    def slice(self, epochs: int | None = None, dataset: str | None = None, hardware: str | None = None,
+              campaign: str | None = None, columns: Iterable[str] = SLICE_COLUMNS) -> TableSlice:
+        """Every configuration of the table at one (epoch budget, dataset, hardware, campaign):
+        its repeats and their means. A part left out must have a single value in the table
+        (else UnknownName lists the values to choose from); budgets, campaigns and hardware never
+        mix inside a slice. Search spaces, the NASLib bridge and traces all read tables this way."""
+        rows = self.frame
+        at: dict[str, object] = {}
+        for col, value in (("epochs", epochs), ("dataset", dataset), ("hardware", hardware), ("campaign", campaign)):
+            options = sorted(rows[col].unique().tolist())
+            if value is None:
+                if len(options) != 1:
+                    raise UnknownName(_WHAT.get(col, col), None, options,
+                                      context=f"(not given, and table {self.name!r} has several)")
+                value = options[0]
+            elif value not in options:
+                raise UnknownName(_WHAT.get(col, col), value, options, context=f"in table {self.name!r}")
+            rows = rows[rows[col] == value]
+            at[col] = value
+        cols = [c for c in columns if c in rows.columns]
+        rows = rows.sort_values(["arch_key", "repeat"], kind="stable")
+        codes, keys = pd.factorize(rows["arch_key"], sort=True)
+        bounds = np.searchsorted(codes, np.arange(len(keys) + 1))
+        values = {c: rows[c].to_numpy(dtype="float64") if c not in ("source",) else rows[c].to_numpy()
+                  for c in cols}
+        repeats = {k: {c: v[bounds[i]:bounds[i + 1]] for c, v in values.items()} for i, k in enumerate(keys)}
+        means = {}
+        for c, v in values.items():
+            if v.dtype.kind == "f":
+                sums = np.add.reduceat(np.nan_to_num(v), bounds[:-1]) if len(v) else np.zeros(0)
+                counts = np.add.reduceat((~np.isnan(v)).astype(float), bounds[:-1]) if len(v) else np.zeros(0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    means[c] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return TableSlice(self.name, self.space, int(at["epochs"]), str(at["dataset"]), str(at["hardware"]),
+                          str(at["campaign"]), tuple(keys.tolist()), repeats, means)
+
+    def curve(self, arch_key: str, epochs: int | None = None, dataset: str | None = None,
+              hardware: str | None = None, campaign: str | None = None, repeat: int = 0) -> pd.DataFrame | None:
+        """The recorded learning curve of one run up to its budget: checkpoint rows (epoch,
+        accuracies, cumulative energy and time), by epoch; None where the table has no checkpoints."""
+        row = self.get(arch_key, dataset, epochs, hardware, campaign, repeat)
+        if self.checkpoints is None:
+            return None
+        if self._curves is None:
+            self._curves = {k: g for k, g in self.checkpoints.groupby(list(LOOKUP_KEY), sort=False)}
+        found = self._curves.get(tuple(row[c] for c in LOOKUP_KEY))
+        return None if found is None else found.sort_values("epoch").reset_index(drop=True)
 
     # ------------------------------------------------------------------ merge
     def merge(self, other: EnergyTable, name: str | None = None) -> EnergyTable:

@@ -14,11 +14,11 @@ from ecnas_plugin.registry import Registry
 
 GOOD = '''
 from ecnas_plugin.hookspecs import hookimpl
-from ecnas_plugin.adapters.base import SearchSpaceAdapter
+from ecnas_plugin.adapters.base import SearchSpace
 from ecnas_plugin.table import TableSpec
 
 
-class ToySpace(SearchSpaceAdapter):
+class ToySpace(SearchSpace):
     name = "toyspace"
     key_description = "the architecture name itself"
 

@@ -1,24 +1,282 @@
-"""What a search-space adapter is: the contract the registry and the query API rely on."""
+"""The search-space contract: what a space plugin declares and what every flow may ask of it.
+
+This module sits at the bottom of the import graph (it imports only ``errors``), so the registry,
+the flows and third-party plugins can all depend on it without pulling in an implementation.
+
+A space is a :class:`SearchSpace` subclass returned by the ``ecnas_search_spaces`` hook. It
+declares its **dimensions** (:class:`Dimension`): one architecture dimension (a codec), any
+number of hyperparameters (typed, bounded, log-scaled where it matters) and fidelities (where a
+configuration is *evaluated*: epochs; width, depth or resolution where the space has them). A
+configuration's identity is its architecture plus its hyperparameters in declaration order
+(:meth:`SearchSpace.config_key`); a fidelity is never part of it.
+
+Required of every space: :meth:`~SearchSpace.canonical_key` and :meth:`~SearchSpace.parse_arch`
+(both raise :class:`~ecnas_plugin.errors.InvalidArchitecture` naming the broken rule) and
+:meth:`~SearchSpace.describe` where the key alone cannot rebuild the architecture. Everything
+else is a **capability** (see :data:`CAPABILITIES`): a space offers it by overriding the method,
+and a flow that needs one calls :meth:`~SearchSpace.require` before it starts, which raises
+:class:`~ecnas_plugin.errors.MissingCapability` naming the space, the capability and the flow.
+"""
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ecnas_plugin.errors import InvalidArchitecture, InvalidConfiguration, MissingCapability
+
+ROLES = ("architecture", "hyperparameter", "fidelity")
+KINDS = ("architecture", "categorical", "integer", "float")
 
 
-class SearchSpaceAdapter(ABC):
-    """One search space: turns any accepted architecture form into its canonical key.
+@dataclass(frozen=True)
+class Dimension:
+    """One dimension of a space.
 
-    Subclasses set ``name`` (e.g. ``"nasbench101"``) and ``key_description`` (what the key is,
-    shown by ``ecnas plugins``).
+    ``role`` is architecture | hyperparameter | fidelity; ``kind`` architecture | categorical |
+    integer | float. Categorical dimensions list ``choices``; numeric ones give ``low``/``high``
+    (inclusive) and ``log`` where the scale is logarithmic (learning rates, weight decay), or
+    ``choices`` where only a grid exists (epoch budgets of a table).
+    """
+
+    name: str
+    role: str
+    kind: str
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    default: Any = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"dimension {self.name!r}: role must be one of {ROLES}, got {self.role!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"dimension {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "categorical" and not self.choices:
+            raise ValueError(f"dimension {self.name!r}: a categorical dimension needs choices")
+        if self.log and not (self.low is not None and self.low > 0):
+            raise ValueError(f"dimension {self.name!r}: a log-scaled dimension needs low > 0")
+
+    def check(self, value: Any, space: str = "") -> Any:
+        """``value`` as this dimension's type, or :class:`InvalidConfiguration` naming the dimension."""
+        where = f"{space} " if space else ""
+
+        def bad(detail: str) -> InvalidConfiguration:
+            return InvalidConfiguration(f"{where}{self.role} {self.name!r}", value, detail)
+
+        if self.kind == "integer":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+                raise bad("must be an integer")
+            value = int(value)
+        elif self.kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise bad("must be a finite number")
+            value = float(value)
+        if self.choices is not None and value not in self.choices:
+            raise bad(f"must be one of {list(self.choices)}")
+        if self.low is not None and value < self.low or self.high is not None and value > self.high:
+            raise bad(f"must lie in [{self.low}, {self.high}]")
+        return value
+
+
+ARCHITECTURE = "arch"
+EPOCHS = Dimension("epochs", "fidelity", "integer", low=1, description="training budget in epochs")
+
+# Capability → the method (or attribute) that provides it.
+CAPABILITIES = {
+    "enumerate": "enumerate",
+    "sample": "sample",
+    "neighbours": "neighbours",
+    "network": "build_network",
+    "features": "features",
+    "strata": "stratum",
+    "naslib": "naslib",
+}
+
+
+class SearchSpace(ABC):
+    """One search space: its dimensions, its codec and whatever else it can do.
+
+    Subclasses set ``name`` (how users and tables refer to the space) and ``key_description``
+    (what the canonical key is, shown by ``ecnas plugins``), and may extend ``dimensions``.
     """
 
     name: str
     key_description: str
+    dimensions: tuple[Dimension, ...] = (
+        Dimension(ARCHITECTURE, "architecture", "architecture", description="the cell"), EPOCHS)
+    # Builder settings a campaign may override (e.g. {"C": 16, "N": 5}); with build_network.
+    network_defaults: Mapping[str, int] = {}
+    # The NASLib space this one maps onto (a NaslibMapping), or None.
+    naslib: NaslibMapping | None = None
 
+    # ------------------------------------------------------------------ identity (required)
     @abstractmethod
     def canonical_key(self, arch: object) -> str:
         """Canonical key of ``arch`` (any form this space accepts); raises InvalidArchitecture."""
 
     @abstractmethod
     def parse_arch(self, text: str) -> object:
-        """Parse architecture text given on the command line into a form ``canonical_key`` takes."""
+        """Parse architecture text (command line, config, trace) into a form ``canonical_key`` takes."""
+
+    def describe(self, arch: object) -> str:
+        """A text form of ``arch`` that :meth:`parse_arch` reads back into a buildable architecture
+        (traces and campaign cell lists carry it). Default: the canonical key."""
+        return self.canonical_key(arch)
+
+    def decode(self, key: str) -> object:
+        """The architecture a canonical key names. Default: the key parsed back; spaces whose keys
+        are fingerprints (NB101's module hash) override this or say that they cannot."""
+        return self.parse_arch(key)
+
+    def arch(self, value: object) -> object:
+        """``value`` (text or any accepted form) as an architecture, validated."""
+        arch = self.parse_arch(value) if isinstance(value, str) else value
+        self.canonical_key(arch)
+        return arch
+
+    # ------------------------------------------------------------------ dimensions
+    def dimensions_of(self, role: str) -> tuple[Dimension, ...]:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        return tuple(d for d in self.dimensions if d.role == role)
+
+    @property
+    def hyperparameters(self) -> tuple[Dimension, ...]:
+        return self.dimensions_of("hyperparameter")
+
+    @property
+    def fidelities(self) -> tuple[Dimension, ...]:
+        return self.dimensions_of("fidelity")
+
+    def config_key(self, arch: object, hyperparameters: Mapping[str, Any] | None = None) -> str:
+        """The canonical key of a configuration: the arch key, then each hyperparameter as
+        ``;name=value`` in declaration order (the arch key alone where the space has none).
+        Unknown, missing and out-of-range values are named errors."""
+        key = self.canonical_key(arch)
+        given = dict(hyperparameters or {})
+        dims = self.hyperparameters
+        unknown = sorted(set(given) - {d.name for d in dims})
+        if unknown:
+            raise InvalidConfiguration(f"{self.name} hyperparameter", unknown[0],
+                                       f"not a dimension of the space; it has {[d.name for d in dims]}")
+        parts = [key]
+        for d in dims:
+            if d.name not in given:
+                if d.default is None:
+                    raise InvalidConfiguration(f"{self.name} hyperparameter", d.name, "missing (no default)")
+                given[d.name] = d.default
+            parts.append(f"{d.name}={d.check(given[d.name], self.name)!r}" if d.kind == "float"
+                         else f"{d.name}={d.check(given[d.name], self.name)}")
+        return ";".join(parts)
+
+    def fidelity(self, **values: Any) -> dict[str, Any]:
+        """Validated fidelity values (e.g. ``fidelity(epochs=12)``); an unknown name is an error."""
+        dims = {d.name: d for d in self.fidelities}
+        out = {}
+        for name, value in values.items():
+            if name not in dims:
+                raise InvalidConfiguration(f"{self.name} fidelity", name, f"the space's fidelities are {sorted(dims)}")
+            out[name] = dims[name].check(value, self.name)
+        return out
+
+    # ------------------------------------------------------------------ capabilities
+    def supports(self, capability: str) -> bool:
+        """Whether this space offers ``capability`` (a key of :data:`CAPABILITIES`)."""
+        attr = CAPABILITIES.get(capability)
+        if attr is None:
+            raise ValueError(f"unknown capability {capability!r}; known: {sorted(CAPABILITIES)}")
+        if capability == "naslib":
+            return self.naslib is not None
+        if capability == "sample":  # sampling also works through enumeration
+            return self._overrides("sample") or self._overrides("enumerate")
+        return self._overrides(attr)
+
+    def _overrides(self, attr: str) -> bool:
+        return getattr(type(self), attr) is not getattr(SearchSpace, attr)
+
+    @property
+    def capabilities(self) -> tuple[str, ...]:
+        return tuple(c for c in CAPABILITIES if self.supports(c))
+
+    def require(self, *capabilities: str, flow: str) -> None:
+        """Refuse ``flow`` before it runs if this space lacks any of ``capabilities``."""
+        for capability in capabilities:
+            if not self.supports(capability):
+                raise MissingCapability(self.name, capability, flow)
+
+    def _lacks(self, capability: str, flow: str = "this call"):
+        return MissingCapability(self.name, capability, flow)
+
+    # ------------------------------------------------------------------ moves (optional)
+    def enumerate(self) -> Iterator[object]:
+        """Every architecture of the space, one per canonical key (finite spaces only)."""
+        raise self._lacks("enumerate")
+
+    def sample(self, rng) -> object:
+        """A random architecture of the whole space (numpy Generator ``rng``). Default: uniform
+        over :meth:`enumerate`, listed once per process."""
+        if not self._overrides("enumerate"):
+            raise self._lacks("sample")
+        archs = _enumerated(self)
+        return archs[int(rng.integers(len(archs)))]
+
+    def neighbours(self, arch: object, subset: Collection[str] | None = None) -> list[object]:
+        """Every architecture one edit away from ``arch`` (its own rule of what an edit is),
+        restricted to canonical keys in ``subset`` when one is given."""
+        raise self._lacks("neighbours")
+
+    def mutate(self, arch: object, rng, subset: Collection[str] | None = None) -> object:
+        """A different architecture near ``arch``, inside ``subset`` when given. Default: a uniformly
+        chosen neighbour; raises InvalidArchitecture (rule "no-neighbour") where there is none."""
+        options = self.neighbours(arch, subset)
+        if not options:
+            raise InvalidArchitecture("no-neighbour", f"no neighbour inside the {len(subset or ())} allowed "
+                                                      f"configurations of {self.name}", self.canonical_key(arch))
+        return options[int(rng.integers(len(options)))]
+
+    def stratum(self, arch: object) -> tuple:
+        """A tuple that groups architectures of similar cost (op counts, sizes), for stratified
+        measurement samples."""
+        raise self._lacks("strata")
+
+    def build_network(self, arch: object, num_classes: int, **settings: int):
+        """A torch ``nn.Module`` of ``arch`` (settings: keys of ``network_defaults``)."""
+        raise self._lacks("network")
+
+    def features(self, archs: Sequence[object]) -> tuple[Any, list[str]]:
+        """(float array of shape (len(archs), k), the k feature names) for surrogate models."""
+        raise self._lacks("features")
+
+
+_ENUMERATED: dict[int, list[object]] = {}
+
+
+def _enumerated(space: SearchSpace) -> list[object]:
+    if id(space) not in _ENUMERATED:
+        _ENUMERATED[id(space)] = list(space.enumerate())
+    return _ENUMERATED[id(space)]
+
+
+@dataclass(frozen=True)
+class NaslibMapping:
+    """How a space maps onto one of NASLib's search spaces.
+
+    ``search_space``: the name a NASLib config uses (``search_space: nasbench201``);
+    ``graph_type``: what its graphs' ``get_type()`` answer; ``key_of_graph(graph)``: the canonical
+    key of a NASLib graph; ``spec_of_graph(graph)``: the architecture a surrogate can predict from
+    (None when the key is enough); ``preferred_table``: the energy table used when a config names
+    none.
+    """
+
+    search_space: str
+    graph_type: str
+    key_of_graph: Callable[[object], str]
+    spec_of_graph: Callable[[object], object] = field(default=lambda graph: None)
+    preferred_table: str | None = None
+

@@ -18,14 +18,14 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
 
 import numpy as np
 
-from ecnas_plugin.adapters.base import SearchSpaceAdapter
+from ecnas_plugin.adapters.base import NaslibMapping, SearchSpace
 from ecnas_plugin.errors import InvalidArchitecture
 from ecnas_plugin.hookspecs import hookimpl
 
@@ -427,18 +427,31 @@ def _enumerate(max_vertices: int) -> Iterator[tuple[str, Cell]]:
                     yield h, Cell(m, ops)
 
 
-# ---------------------------------------------------------------- adapter
+# ---------------------------------------------------------------- the search space
 
 
 def _is_hash(text: str) -> bool:
     return bool(_HASH_RE.match(text))
 
 
-class NasBench101(SearchSpaceAdapter):
-    """NAS-Bench-101 cells, keyed by module hash."""
+def _naslib_key(graph: object) -> str:
+    from ecnas_plugin.naslib.subspace import spec_hash  # memoised: NASLib re-queries cells often
+
+    spec = graph.get_spec()  # type: ignore[attr-defined]
+    return spec_hash(spec["matrix"], spec["ops"])
+
+
+def _naslib_spec(graph: object) -> object:
+    return graph.get_spec()  # type: ignore[attr-defined]
+
+
+class NasBench101(SearchSpace):
+    """NAS-Bench-101 cells, keyed by module hash; buildable and described as ``ADJ:OPS``."""
 
     name = "nasbench101"
     key_description = "module hash: NAS-Bench-101 graph fingerprint of the pruned cell"
+    network_defaults = {"stem_channels": 128, "num_stacks": 3, "cells_per_stack": 3}
+    naslib = NaslibMapping("nasbench101", "nasbench101", _naslib_key, _naslib_spec, preferred_table="ecnas-7v")
 
     def canonical_key(self, arch: object) -> str:
         """Module hash of a Cell, a (matrix, ops) pair, a {"matrix", "ops"} dict, or a hash string."""
@@ -468,6 +481,146 @@ class NasBench101(SearchSpaceAdapter):
         raise InvalidArchitecture(
             "syntax", 'expected a 32-hex module hash, JSON {"matrix":..., "ops":...}, or ADJ:OPS', text
         )
+
+    def arch(self, value: object) -> Cell:
+        """A buildable Cell (pruned) from any spec form, ``ADJ:OPS``/JSON text, or a module hash of
+        a cell with at most 5 vertices (decoded through the enumeration)."""
+        cell = self.parse_arch(value) if isinstance(value, str) else value
+        if isinstance(cell, str):
+            return self.decode(cell)
+        return as_cell(cell).pruned()
+
+    def describe(self, arch: object) -> str:
+        """``ADJ:OPS`` of the pruned cell (what ``parse_arch`` reads back and the builder takes)."""
+        return ":".join(to_flat_adjacency(self.arch(arch)))
+
+    def decode(self, key: str) -> Cell:
+        """The pruned cell of a module hash; every cell of at most 5 vertices is known (the
+        fingerprint cannot be inverted, so larger cells need their ``ADJ:OPS``)."""
+        cell = cells_by_hash(DECODABLE_VERTICES).get(self.canonical_key(key))
+        if cell is None:
+            raise InvalidArchitecture("not-decodable", f"not a cell of at most {DECODABLE_VERTICES} vertices; "
+                                      "a module hash cannot be turned back into its cell: give it as ADJ:OPS "
+                                      "or JSON {matrix, ops}", key)
+        return cell
+
+    # ------------------------------------------------------------------ moves
+    def enumerate(self, max_vertices: int = MAX_VERTICES) -> Iterator[Cell]:
+        """Every valid pruned cell (423,624 for 7 vertices: slow; 2,532 for 5 in seconds)."""
+        return enumerate_cells(max_vertices)
+
+    def sample(self, rng) -> Cell:
+        """A random valid cell of up to 7 vertices (NASLib's rule: random 7-vertex spec, rejected
+        until it is valid, then pruned)."""
+        pairs = [(i, j) for i in range(MAX_VERTICES) for j in range(i + 1, MAX_VERTICES)]
+        while True:
+            m = [[0] * MAX_VERTICES for _ in range(MAX_VERTICES)]
+            for (i, j), bit in zip(pairs, rng.integers(0, 2, size=len(pairs))):
+                m[i][j] = int(bit)
+            ops = [INPUT, *(OPS[int(k)] for k in rng.integers(len(OPS), size=MAX_VERTICES - 2)), OUTPUT]
+            try:
+                return prune(m, ops)
+            except InvalidArchitecture:
+                continue
+
+    def _frame_size(self, cell: Cell, subset: Collection[str] | None) -> int:
+        """Vertices to pad to while mutating: the largest cell of ``subset`` (7 without one), so
+        children can grow and shrink without leaving it."""
+        if subset is None:
+            return MAX_VERTICES
+        sizes = _SUBSET_SIZES.get(id(subset))
+        if sizes is None or sizes[0] is not subset:
+            known = cells_by_hash(DECODABLE_VERTICES)
+            largest = max((known[k].num_vertices if k in known else MAX_VERTICES for k in subset), default=2)
+            sizes = _SUBSET_SIZES[id(subset)] = (subset, largest)
+        return max(sizes[1], cell.num_vertices)
+
+    def mutate(self, arch: object, rng, subset: Collection[str] | None = None, tries: int = 500) -> Cell:
+        """A different valid cell near ``arch`` (inside ``subset`` when given).
+
+        The cell is padded with dangling vertices (which pruning removes), so mutation can both
+        grow and shrink it. One try either changes the op of one vertex on the cell's path, or
+        flips 1 + Poisson(0.5) edges (two flips are needed to wire in a dangling vertex).
+        """
+        cell = self.arch(arch)
+        n = self._frame_size(cell, subset)
+        parent = module_hash(cell)
+        extra = [OPS[int(rng.integers(len(OPS)))] for _ in range(n - cell.num_vertices)]
+        padded, ops = pad(cell, n, filler=extra)  # dangling vertices with random ops
+        matrix = padded.tolist()
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        live = list(range(1, cell.num_vertices - 1))  # inner vertices on an input->output path
+        for _ in range(tries):
+            m = [list(r) for r in matrix]
+            new_ops = list(ops)
+            if live and rng.random() < 0.5:
+                v = live[int(rng.integers(len(live)))]
+                new_ops[v] = OPS[int(rng.integers(len(OPS)))]
+            else:
+                flips = min(len(pairs), 1 + int(rng.poisson(0.5)))
+                for k in rng.choice(len(pairs), size=flips, replace=False):
+                    i, j = pairs[int(k)]
+                    m[i][j] = 1 - m[i][j]
+            try:
+                child = prune(m, new_ops)
+            except InvalidArchitecture:
+                continue
+            key = module_hash(child)
+            if key != parent and (subset is None or key in subset):
+                return child
+        raise InvalidArchitecture("no-neighbour", f"no valid mutation found in {tries} tries", parent)
+
+    def neighbours(self, arch: object, subset: Collection[str] | None = None) -> list[Cell]:
+        """Cells one edit away: one vertex's op changed, or one edge flipped in the padded frame
+        (so a dangling vertex needs two edits), pruned; one per module hash."""
+        cell = self.arch(arch)
+        n = self._frame_size(cell, subset)
+        parent = module_hash(cell)
+        padded, ops = pad(cell, n)
+        matrix = padded.tolist()
+        candidates = []
+        for v in range(1, cell.num_vertices - 1):
+            for op in OPS:
+                if op != ops[v]:
+                    candidates.append((matrix, ops[:v] + [op] + ops[v + 1:]))
+        for i in range(n):
+            for j in range(i + 1, n):
+                m = [list(r) for r in matrix]
+                m[i][j] = 1 - m[i][j]
+                candidates.append((m, ops))
+        out: dict[str, Cell] = {}
+        for m, o in candidates:
+            try:
+                child = prune(m, o)
+            except InvalidArchitecture:
+                continue
+            key = module_hash(child)
+            if key != parent and key not in out and (subset is None or key in subset):
+                out[key] = child
+        return list(out.values())
+
+    def stratum(self, arch: object) -> tuple:
+        """(vertices, edges, conv3x3 count, conv1x1 count, maxpool count)."""
+        cell = self.arch(arch)
+        inner = tuple(cell.ops)[1:-1]
+        return (cell.num_vertices, cell.num_edges, *(inner.count(o) for o in OPS))
+
+    # ------------------------------------------------------------------ optional parts
+    def build_network(self, arch: object, num_classes: int, **settings: int):
+        from ecnas_plugin.networks import build_nb101
+
+        # BN momentum 0.1: runs of a few hundred steps need settled eval-mode statistics.
+        return build_nb101(self.arch(arch), num_classes=num_classes, bn_momentum=0.1,
+                           **{**self.network_defaults, **settings})
+
+    def features(self, archs: Sequence[object]) -> tuple[np.ndarray, list[str]]:
+        from ecnas_plugin.energy.surrogates.features import CellBatch, nb101_feature_names, nb101_features
+
+        return nb101_features(CellBatch.from_cells([self.arch(a) for a in archs])), nb101_feature_names()
+
+
+DECODABLE_VERTICES = 5
+_SUBSET_SIZES: dict[int, tuple[object, int]] = {}
 
 
 @hookimpl

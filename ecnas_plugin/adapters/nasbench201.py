@@ -12,11 +12,13 @@ from __future__ import annotations
 import csv
 import operator
 import re
-from collections.abc import Sequence
+import itertools
+from collections.abc import Collection, Iterator, Sequence
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
-from ecnas_plugin.adapters.base import SearchSpaceAdapter
+from ecnas_plugin.adapters.base import NaslibMapping, SearchSpace
 from ecnas_plugin.errors import DataFormatError, InvalidArchitecture, UnknownName
 from ecnas_plugin.hookspecs import hookimpl
 
@@ -197,11 +199,17 @@ def default_index() -> Nb201Index:
     return _DEFAULT_INDEX
 
 
-class NasBench201(SearchSpaceAdapter):
-    """NAS-Bench-201 cells, keyed by architecture string."""
+def _naslib_key(graph: object) -> str:
+    return from_op_indices(graph.get_hash())  # type: ignore[attr-defined]
+
+
+class NasBench201(SearchSpace):
+    """NAS-Bench-201 cells, keyed (and described) by architecture string."""
 
     name = "nasbench201"
     key_description = "architecture string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
+    network_defaults = {"C": 16, "N": 5}
+    naslib = NaslibMapping("nasbench201", "nasbench201", _naslib_key)
 
     def canonical_key(self, arch: object) -> str:
         """Arch string of: an arch string; 6 op indices (NASLib order); or 6 op names (string order)."""
@@ -232,6 +240,47 @@ class NasBench201(SearchSpaceAdapter):
                 "syntax", "expected an arch string |op~0|+...| or 6 comma-separated op indices", text
             )
         return from_op_indices([int(p) for p in parts])
+
+    def arch(self, value: object) -> str:
+        """The canonical arch string of any accepted form (the buildable form is the key itself)."""
+        return self.canonical_key(self.parse_arch(value) if isinstance(value, str) else value)
+
+    def decode(self, key: str) -> str:
+        return self.arch(key)
+
+    def enumerate(self) -> Iterator[str]:
+        """All 15,625 cells, in op-product order."""
+        return (to_arch_str(ops) for ops in itertools.product(OPS, repeat=len(STRING_EDGES)))
+
+    def sample(self, rng) -> str:
+        return to_arch_str([OPS[int(k)] for k in rng.integers(len(OPS), size=len(STRING_EDGES))])
+
+    def neighbours(self, arch: object, subset: Collection[str] | None = None) -> list[str]:
+        """The 24 cells with one edge's op changed (NASLib's NB201 neighbourhood)."""
+        ops = parse_arch_str(self.arch(arch))
+        out = []
+        for edge in range(len(ops)):
+            for op in OPS:
+                if op != ops[edge]:
+                    key = to_arch_str(ops[:edge] + (op,) + ops[edge + 1:])
+                    if subset is None or key in subset:
+                        out.append(key)
+        return out
+
+    def stratum(self, arch: object) -> tuple:
+        """How many edges carry each op (in :data:`OPS` order)."""
+        ops = parse_arch_str(self.arch(arch))
+        return tuple(ops.count(o) for o in OPS)
+
+    def build_network(self, arch: object, num_classes: int, **settings: int):
+        from ecnas_plugin.networks import build_nb201
+
+        return build_nb201(self.arch(arch), num_classes=num_classes, **{**self.network_defaults, **settings})
+
+    def features(self, archs: Sequence[object]) -> tuple[Any, list[str]]:
+        from ecnas_plugin.energy.surrogates.features import nb201_feature_names, nb201_features
+
+        return nb201_features([self.arch(a) for a in archs]), nb201_feature_names()
 
 
 @hookimpl

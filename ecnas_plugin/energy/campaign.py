@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ecnas_plugin import __version__
+from ecnas_plugin.version import __version__
 from ecnas_plugin.errors import DataFormatError, EcnasError, UnknownName
 
 SPACES = ("nasbench101", "nasbench201")

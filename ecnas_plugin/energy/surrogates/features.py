@@ -412,3 +412,8 @@ def nb201_features(archs: Iterable[str | Sequence[str]]) -> np.ndarray:
     counts = nb201_counts(idx)
     return np.concatenate([onehot, np.log(counts["params"])[:, None], np.log(counts["flops"])[:, None]],
                           axis=1).astype(np.float32)
+
+
+def nb201_feature_names() -> list[str]:
+    """Column names of :func:`nb201_features`."""
+    return [f"edge{e}_{op}" for e in range(len(NB201_EDGES)) for op in NB201_OPS] + ["log_params", "log_flops"]

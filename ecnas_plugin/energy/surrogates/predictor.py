@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ecnas_plugin import __version__
+from ecnas_plugin.version import __version__
 from ecnas_plugin.errors import DataFormatError, SchemaError, UnknownName
 from ecnas_plugin.schema import SCHEMA_VERSION
 
