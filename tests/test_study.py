@@ -28,7 +28,7 @@ def small(**over) -> dict:
 
 # ---------------------------------------------------------------- config validation
 @pytest.mark.parametrize("over, what, name", [
-    ({"spaces": ["ecnas-4v", "nb301"]}, "search space", "nb301"),
+    ({"spaces": ["ecnas-4v", "nb301"]}, "energy table", "nb301"),
     ({"optimizers": ["random", "hyperband"]}, "optimizer", "hyperband"),
     ({"objectives": ["accuracy", "latency"]}, "objective", "latency"),
     ({"budget": [{"evaluations": 3}]}, "key in the study config", "budget"),

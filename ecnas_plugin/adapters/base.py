@@ -232,13 +232,33 @@ class SearchSpace(ABC):
         raise self._lacks("neighbours")
 
     def mutate(self, arch: object, rng, subset: Collection[str] | None = None) -> object:
-        """A different architecture near ``arch``, inside ``subset`` when given. Default: a uniformly
-        chosen neighbour; raises InvalidArchitecture (rule "no-neighbour") where there is none."""
-        options = self.neighbours(arch, subset)
-        if not options:
-            raise InvalidArchitecture("no-neighbour", f"no neighbour inside the {len(subset or ())} allowed "
-                                                      f"configurations of {self.name}", self.canonical_key(arch))
+        """A different architecture near ``arch``, inside ``subset`` when given. Default: uniformly
+        one of the nearest (:meth:`nearest`)."""
+        options = self.nearest(arch, subset)
         return options[int(rng.integers(len(options)))]
+
+    def nearest(self, arch: object, subset: Collection[str] | None = None, max_edits: int = 4) -> list[object]:
+        """The architectures fewest edits away from ``arch`` (at least one), inside ``subset`` when
+        given: its neighbours, else their neighbours, ... up to ``max_edits`` edits. A table that
+        samples a big space sparsely has few one-edit neighbours inside it; this keeps a mutation
+        local there too. Raises InvalidArchitecture (rule "no-neighbour") where none is found."""
+        start = self.canonical_key(arch)
+        seen = {start}
+        ring = [arch]
+        for _ in range(max_edits):
+            next_ring = []
+            for a in ring:
+                for b in self.neighbours(a):
+                    k = self.canonical_key(b)
+                    if k not in seen:
+                        seen.add(k)
+                        next_ring.append(b)
+            hits = [b for b in next_ring if subset is None or self.canonical_key(b) in subset]
+            if hits:
+                return hits
+            ring = next_ring
+        raise InvalidArchitecture("no-neighbour", f"nothing within {max_edits} edits inside the "
+                                                  f"{len(subset or ())} allowed configurations of {self.name}", start)
 
     def stratum(self, arch: object) -> tuple:
         """A tuple that groups architectures of similar cost (op counts, sizes), for stratified

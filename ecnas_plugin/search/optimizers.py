@@ -1,9 +1,11 @@
 """Built-in optimizers: random search, regularized evolution, and SMS-EMOA-style multi-objective evolution.
 
 All three speak one small ask/tell interface, so one loop (:func:`ecnas_plugin.search.run.run_search`)
-drives them and NASLib is not needed. Single-objective optimizers maximise a scalar
+drives them and NASLib is not needed. They propose points (:class:`~ecnas_plugin.search.space.Point`:
+a configuration at a budget) and know nothing of any particular search space: sampling and
+mutation are the space's. Single-objective optimizers maximise a scalar
 ``objective(acc, energy_kwh)``; the multi-objective one maximises accuracy and minimises
-training energy at once. No optimizer proposes a cell it has already evaluated (a real search
+training energy at once. No optimizer proposes a point it has already evaluated (a real search
 would reuse the trained model, not pay for it twice), so every evaluation costs energy.
 """
 
@@ -17,10 +19,9 @@ from typing import ClassVar
 import moocore
 import numpy as np
 
-from ecnas_plugin.adapters.nasbench101 import Cell
 from ecnas_plugin.errors import UnknownName
 
-from .space import Evaluation, TabularSpace
+from .space import Evaluation, Point, TabularSpace
 
 ScalarObjective = Callable[[float, float], float]  # (accuracy fraction, energy kWh) -> value to maximise
 
@@ -28,7 +29,7 @@ ScalarObjective = Callable[[float, float], float]  # (accuracy fraction, energy 
 class Optimizer(ABC):
     """Ask/tell search over a :class:`TabularSpace`.
 
-    ``propose()`` returns the next cell to train; ``observe(evaluation, score)`` reports its
+    ``propose()`` returns the next point to train; ``observe(evaluation, score)`` reports its
     result (``score`` is the scalar objective value, None for multi-objective optimizers).
     """
 
@@ -42,29 +43,29 @@ class Optimizer(ABC):
             raise UnknownName(f"parameter of optimizer {self.name!r}", unknown[0], self.params)
         self.space = space
         self.rng = rng
-        self.seen: set[str] = set()
+        self.seen: set[Point] = set()
         for k, default in self.params.items():
             setattr(self, k, params.get(k, default))
 
-    def _fresh(self, cell: Cell | None) -> Cell:
-        """``cell`` if not yet evaluated, else a random unevaluated cell."""
-        if cell is not None and self.space.key(cell) not in self.seen:
-            return cell
+    def _fresh(self, point: Point | None) -> Point:
+        """``point`` if not yet evaluated, else a random unevaluated point."""
+        if point is not None and point not in self.seen:
+            return point
         return self.space.sample(self.rng, exclude=self.seen)
 
-    def _mutate_fresh(self, parent: Cell, tries: int = 20) -> Cell:
-        """A mutation of ``parent`` not evaluated yet (a random fresh cell if 20 tries fail)."""
+    def _mutate_fresh(self, parent: Point, tries: int = 20) -> Point:
+        """A mutation of ``parent`` not evaluated yet (a random fresh point if 20 tries fail)."""
         for _ in range(tries):
             child = self.space.mutate(parent, self.rng)
-            if self.space.key(child) not in self.seen:
+            if child not in self.seen:
                 return child
         return self._fresh(None)
 
     @abstractmethod
-    def propose(self) -> Cell: ...
+    def propose(self) -> Point: ...
 
     def observe(self, evaluation: Evaluation, score: float | None) -> None:
-        self.seen.add(evaluation.key)
+        self.seen.add(evaluation.point)
 
 
 class RandomSearch(Optimizer):
@@ -72,7 +73,7 @@ class RandomSearch(Optimizer):
 
     name = "random"
 
-    def propose(self) -> Cell:
+    def propose(self) -> Point:
         return self._fresh(None)
 
 
@@ -84,9 +85,9 @@ class RegularizedEvolution(Optimizer):
 
     def __init__(self, space: TabularSpace, rng: np.random.Generator, **params: object):
         super().__init__(space, rng, **params)
-        self.population: deque[tuple[Cell, float]] = deque()
+        self.population: deque[tuple[Point, float]] = deque()
 
-    def propose(self) -> Cell:
+    def propose(self) -> Point:
         if len(self.population) < self.population_size:
             return self._fresh(None)
         idx = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)), replace=False)
@@ -97,7 +98,7 @@ class RegularizedEvolution(Optimizer):
         super().observe(evaluation, score)
         if score is None:
             raise ValueError("regularized evolution needs a scalar objective value")
-        self.population.append((evaluation.cell, score))
+        self.population.append((evaluation.point, score))
         if len(self.population) > self.population_size:
             self.population.popleft()
 
@@ -117,13 +118,13 @@ class SmsEmoa(Optimizer):
 
     def __init__(self, space: TabularSpace, rng: np.random.Generator, **params: object):
         super().__init__(space, rng, **params)
-        self.population: list[tuple[Cell, float, float]] = []  # (cell, observed acc, energy)
+        self.population: list[tuple[Point, float, float]] = []  # (point, observed acc, energy)
 
     def _points(self) -> np.ndarray:
         """Population as minimisation points (1 - acc, energy)."""
         return np.array([(1.0 - a, e) for _, a, e in self.population], dtype=float)
 
-    def propose(self) -> Cell:
+    def propose(self) -> Point:
         if len(self.population) < self.population_size:
             return self._fresh(None)
         ranks = moocore.pareto_rank(self._points())
@@ -133,7 +134,7 @@ class SmsEmoa(Optimizer):
 
     def observe(self, evaluation: Evaluation, score: float | None) -> None:
         super().observe(evaluation, score)
-        self.population.append((evaluation.cell, evaluation.val_acc, evaluation.train_energy_kwh))
+        self.population.append((evaluation.point, evaluation.val_acc, evaluation.train_energy_kwh))
         if len(self.population) > self.population_size:
             self.population.pop(self._worst())
 

@@ -17,9 +17,11 @@ from ecnas_plugin.objectives import SearchBudget
 from .optimizers import Optimizer, ScalarObjective
 from .space import TabularSpace
 
+# ``config`` is the space's own text form of the configuration (SearchSpace.describe: NB101
+# ``ADJ:OPS``, NB201 the arch string, ...); ``epochs`` the budget it was trained to.
 TRACE_COLUMNS = (
-    "evaluation", "arch_key", "adjacency", "ops", "repeat",
-    "val_acc", "test_acc", "train_energy_kwh", "train_time_s",
+    "evaluation", "arch_key", "config", "epochs", "repeat",
+    "val_acc", "test_acc", "train_energy_kwh", "train_time_s", "source",
     "true_val_acc", "true_test_acc", "true_energy_kwh",
     "objective", "search_energy_kwh",
     "best_val_acc", "best_true_test_acc", "best_true_energy_kwh",
@@ -54,7 +56,7 @@ def run_search(space: TabularSpace, optimizer: Optimizer, budget: Budget,
     multi-objective optimizer; the trace's ``objective`` column is then NaN). ``best_*`` columns
     follow the accuracy incumbent (highest observed validation accuracy so far), whatever the
     objective, so runs with different objectives compare on the accuracy they found. The search
-    also ends when every cell of the space has been evaluated.
+    also ends when every point of the space has been evaluated.
     """
     if optimizer.multi_objective != (objective is None):
         raise ValueError(f"optimizer {optimizer.name!r} "
@@ -64,16 +66,14 @@ def run_search(space: TabularSpace, optimizer: Optimizer, budget: Budget,
     limit = len(space) if budget.evaluations is None else min(budget.evaluations, len(space))
     best = None
     while not account.exhausted and account.evaluations < limit:
-        cell = optimizer.propose()
-        ev = space.evaluate(cell, rng)
+        ev = space.evaluate(optimizer.propose(), rng)
         score = None if objective is None else float(objective(ev.val_acc, ev.train_energy_kwh))
         optimizer.observe(ev, score)
         spent = account.charge(ev.train_energy_kwh)
         if best is None or ev.val_acc > best.val_acc:
             best = ev
-        adjacency = "".join(str(v) for row in ev.cell.matrix for v in row)
-        rows.append((len(rows) + 1, ev.key, adjacency, ",".join(ev.cell.ops), ev.repeat,
-                     ev.val_acc, ev.test_acc, ev.train_energy_kwh, ev.train_time_s,
+        rows.append((len(rows) + 1, ev.key, ev.config, ev.point.epochs, ev.repeat,
+                     ev.val_acc, ev.test_acc, ev.train_energy_kwh, ev.train_time_s, ev.source,
                      ev.true_val_acc, ev.true_test_acc, ev.true_energy_kwh,
                      np.nan if score is None else score, spent,
                      best.val_acc, best.true_test_acc, best.true_energy_kwh))

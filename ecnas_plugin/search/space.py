@@ -1,194 +1,240 @@
-"""Tabular search spaces for the built-in optimizers: NB101 cells of an EC-NAS table.
+"""Tabular benchmarks for the built-in optimizers: the configurations of an energy table, at one
+epoch budget or with the budget as a search dimension.
 
-A :class:`TabularSpace` is every valid NB101 cell with at most ``max_vertices`` vertices (the
-EC-NAS 4V/5V spaces), each looked up in an energy table at one epoch budget. Sampling and
-mutation never leave the space: a mutated cell is re-validated and pruned, and pruning can only
-remove vertices. Evaluating a cell draws one of its measured repeats (as NAS-Bench-101 does), so
-the optimizer sees a noisy accuracy, while the trace also keeps the repeat means ("true" values).
+A :class:`TabularSpace` is a table's configurations (its ``arch_key`` values) in the registered
+search space the table names, evaluated at the table's epoch budgets. Each evaluation is a
+:class:`Point`, a (configuration, budget) pair; with one budget every point has the same budget
+and the search is the usual one. Sampling and mutation never leave the table: mutation asks the
+space for a neighbour inside the table's keys (``SearchSpace.mutate(arch, rng, subset)``) or, with
+several budgets, moves to an adjacent budget. Evaluating a point draws one of its measured repeats
+(as NAS-Bench-101 does), so the optimizer sees a noisy accuracy, while the trace also keeps the
+repeat means ("true" values). A query at a budget returns accuracy, the energy to train to it and
+the recorded learning curve up to it (:meth:`TabularSpace.query`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from ecnas_plugin.adapters import nasbench101 as nb101
+from ecnas_plugin.adapters.base import SearchSpace
 from ecnas_plugin.errors import InvalidArchitecture, SchemaError, UnknownName
-from ecnas_plugin.table import EnergyTable
+from ecnas_plugin.table import EnergyTable, TableSlice
+
+# The probability that a mutation moves the budget rather than the architecture (several budgets only).
+BUDGET_MOVE = 0.5
 
 
-@dataclass(frozen=True)
-class SpaceSpec:
-    """A named search space: which table, which cells, which epoch budget by default."""
+@dataclass(frozen=True, order=True)
+class Point:
+    """One evaluation: a configuration (canonical key) trained to a budget."""
 
-    name: str
-    table: str
-    max_vertices: int
-    default_epochs: int
-    description: str
-
-
-SPACES: dict[str, SpaceSpec] = {
-    s.name: s
-    for s in (
-        SpaceSpec("ecnas-4v", "ecnas-4v", 4, 108,
-                  "EC-NAS NB101 cells with <=4 vertices (91), measured energy, 4/12/36/108 epochs, 3 repeats"),
-        SpaceSpec("ecnas-4v-linscale", "ecnas-4v-linscale", 4, 108,
-                  "EC-NAS 4-vertex cells, NB101 accuracies, energy linearly scaled from 4 epochs"),
-        SpaceSpec("ecnas-5v", "ecnas-5v", 5, 4,
-                  "EC-NAS NB101 cells with <=5 vertices (2,532), measured energy, 4 epochs"),
-    )
-}
-# NAS-Bench-201 joins SPACES once an NB201 energy table is registered; none exists yet.
+    key: str
+    epochs: int
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One architecture trained (looked up): what the optimizer sees and what really happened."""
+    """One point trained (looked up): what the optimizer sees and what really happened."""
 
-    key: str
-    cell: nb101.Cell
+    point: Point
+    config: str  # the space's text form of the configuration (``SearchSpace.describe``)
     repeat: int
     val_acc: float  # observed: this repeat (what the optimizer sees)
     test_acc: float
     train_energy_kwh: float  # energy this training cost: counted in the search energy
     train_time_s: float
+    source: str  # measured | scaled | predicted: where this energy came from
     true_val_acc: float  # mean over the table's repeats
     true_test_acc: float
     true_energy_kwh: float
 
+    @property
+    def key(self) -> str:
+        return self.point.key
 
-def _cell_records(frame, epochs: int) -> dict[str, dict[str, np.ndarray]]:
-    rows = frame[frame["epochs"] == epochs].sort_values(["arch_key", "repeat"])
-    cols = ("val_acc", "test_acc", "train_energy_kwh", "train_time_s")
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for key, group in rows.groupby("arch_key", sort=False):
-        out[key] = {c: group[c].to_numpy(dtype="float64") for c in cols}
-    return out
+
+@dataclass(frozen=True)
+class QueryResult:
+    """What a point costs and yields: accuracy and the energy/time to train to its budget (repeat
+    means), where the energy came from, and the recorded curve up to the budget (or None)."""
+
+    point: Point
+    val_acc: float
+    test_acc: float
+    train_energy_kwh: float
+    train_time_s: float
+    sources: tuple[str, ...]
+    repeats: int
+    curve: pd.DataFrame | None
 
 
 class TabularSpace:
-    """The cells of an NB101 subspace with their table values at one epoch budget."""
+    """The configurations of a table, at the budgets searched over."""
 
-    def __init__(self, table: EnergyTable, max_vertices: int, epochs: int | None = None, name: str | None = None):
+    def __init__(self, table: EnergyTable, space: SearchSpace | None = None,
+                 epochs: int | Sequence[int] | None = None, name: str | None = None,
+                 dataset: str | None = None, hardware: str | None = None, campaign: str | None = None):
+        if space is None:
+            from ecnas_plugin.registry import get_registry
+
+            space = get_registry().space(table.space)
+        if space.name != table.space:
+            raise SchemaError(f"table {table.name!r} holds space {table.space!r}, not {space.name!r}", column="space")
+        self.table = table
+        self.adapter = space
         self.name = name or table.name
-        self.max_vertices = max_vertices
-        budgets = table.values("epochs")
+        available = table.values("epochs")
         if epochs is None:
-            epochs = max(budgets)
-        if epochs not in budgets:
-            raise UnknownName("epoch budget", epochs, budgets, context=f"in table {table.name!r}")
-        self.epochs = int(epochs)
-        self._records = _cell_records(table.frame, self.epochs)
-        for rec in self._records.values():
-            if np.isnan(rec["val_acc"]).any() or np.isnan(rec["test_acc"]).any():
-                raise SchemaError(f"table {table.name!r} lacks accuracies at {epochs} epochs; "
-                                  "a search needs them", column="val_acc")
-        self.cells: list[nb101.Cell] = []
-        self.keys: list[str] = []
-        for key, cell in nb101.cells_by_hash(max_vertices).items():
-            if key not in self._records:
-                raise SchemaError(f"table {table.name!r} has no row for cell {key} "
-                                  f"({max_vertices}-vertex space, {epochs} epochs)", column="arch_key")
-            self.cells.append(cell)
-            self.keys.append(key)
-        self._index = {k: i for i, k in enumerate(self.keys)}
-        self.true_val_acc = np.array([self._records[k]["val_acc"].mean() for k in self.keys])
-        self.true_test_acc = np.array([self._records[k]["test_acc"].mean() for k in self.keys])
-        self.true_energy_kwh = np.array([self._records[k]["train_energy_kwh"].mean() for k in self.keys])
+            epochs = [max(available)]
+        budgets = sorted({int(e) for e in ([epochs] if np.ndim(epochs) == 0 else epochs)})
+        for e in budgets:
+            if e not in available:
+                raise UnknownName("epoch budget", e, available, context=f"in table {table.name!r}")
+        self.budgets: tuple[int, ...] = tuple(budgets)
+        self.slices: dict[int, TableSlice] = {
+            e: table.slice(epochs=e, dataset=dataset, hardware=hardware, campaign=campaign) for e in self.budgets}
+        keys = sorted(set().union(*(s.keys for s in self.slices.values())))
+        for e, s in self.slices.items():
+            missing = sorted(set(keys) - set(s.keys))
+            if missing:
+                raise SchemaError(f"table {table.name!r} has no row for configuration {missing[0]} at {e} epochs "
+                                  f"(and {len(missing) - 1} more); a search over budgets {list(self.budgets)} "
+                                  "needs every configuration at every budget", column="arch_key")
+            for column in ("val_acc", "test_acc"):
+                if np.isnan(s.means[column]).any():
+                    bad = s.keys[int(np.flatnonzero(np.isnan(s.means[column]))[0])]
+                    raise SchemaError(f"table {table.name!r} lacks {column} for {bad} at {e} epochs; a search "
+                                      "needs accuracies (an energy-only campaign cannot be searched)", column=column)
+        self.keys: tuple[str, ...] = tuple(keys)
+        self.key_set = frozenset(keys)
+        self.archs: dict[str, object] = {k: space.decode(k) for k in keys}
+        self.points: tuple[Point, ...] = tuple(Point(k, e) for e in self.budgets for k in keys)
+        self._index = {p: i for i, p in enumerate(self.points)}
+        self.true_val_acc = np.concatenate([self.slices[e].means["val_acc"] for e in self.budgets])
+        self.true_test_acc = np.concatenate([self.slices[e].means["test_acc"] for e in self.budgets])
+        self.true_energy_kwh = np.concatenate([self.slices[e].means["train_energy_kwh"] for e in self.budgets])
 
     def __len__(self) -> int:
-        return len(self.cells)
+        return len(self.points)
 
     def __repr__(self) -> str:
-        return f"TabularSpace({self.name!r}, cells={len(self)}, epochs={self.epochs})"
+        return f"TabularSpace({self.name!r}, configurations={len(self.keys)}, budgets={list(self.budgets)})"
+
+    @property
+    def epochs(self) -> int | None:
+        """The budget when there is one; None when the budget is searched over."""
+        return self.budgets[0] if len(self.budgets) == 1 else None
+
+    @property
+    def budget_label(self) -> str:
+        return "/".join(str(e) for e in self.budgets)
+
+    # ------------------------------------------------------------------ points
+    def point(self, config: object, epochs: int | None = None) -> Point:
+        """The point of a configuration (any form the space accepts) at ``epochs`` (default: the
+        only budget); UnknownName if the table does not hold it."""
+        key = config if isinstance(config, str) and config in self.key_set else self.adapter.canonical_key(
+            self.adapter.arch(config))
+        if epochs is None:
+            if len(self.budgets) > 1:
+                raise UnknownName("epoch budget", None, self.budgets, context="(not given; the space has several)")
+            epochs = self.budgets[0]
+        p = Point(key, int(epochs))
+        if p not in self._index:
+            if key not in self.key_set:
+                raise UnknownName(f"{self.adapter.name} configuration", key, context=f"in table {self.table.name!r}")
+            raise UnknownName("epoch budget", epochs, self.budgets, context=f"of {self.name}")
+        return p
+
+    def index(self, point: Point) -> int:
+        try:
+            return self._index[point]
+        except KeyError:
+            raise UnknownName(f"{self.name} point", point) from None
+
+    def describe(self, point: Point) -> str:
+        return self.adapter.describe(self.archs[point.key])
 
     # ------------------------------------------------------------------ moves
-    def key(self, cell: nb101.Cell) -> str:
-        return nb101.module_hash(cell)
+    def sample(self, rng: np.random.Generator, exclude: set[Point] | frozenset[Point] = frozenset()) -> Point:
+        """A uniformly random point whose key is not in ``exclude``."""
+        if len(exclude) >= len(self.points):
+            raise ValueError(f"every one of the {len(self)} points of {self.name} is excluded")
+        while True:  # rejection: fast while most points are still free
+            p = self.points[int(rng.integers(len(self.points)))]
+            if p not in exclude:
+                return p
 
-    def sample(self, rng: np.random.Generator, exclude: set[str] | frozenset[str] = frozenset()) -> nb101.Cell:
-        """A uniformly random cell of the space whose key is not in ``exclude``."""
-        if len(exclude) >= len(self.keys):
-            raise ValueError(f"every one of the {len(self)} cells of {self.name} is excluded")
-        while True:  # rejection: fast while most cells are still free
-            i = int(rng.integers(len(self.cells)))
-            if self.keys[i] not in exclude:
-                return self.cells[i]
-
-    def mutate(self, cell: nb101.Cell, rng: np.random.Generator, tries: int = 500) -> nb101.Cell:
-        """A different valid cell of the space near ``cell``.
-
-        The cell is padded to ``max_vertices`` with dangling vertices (which pruning removes), so
-        mutation can both grow and shrink it; the child is always inside the vertex limit. One
-        try either changes the op of one vertex on the cell's path, or flips 1 + Poisson(0.5)
-        edges (two flips are needed to wire in a dangling vertex).
-        """
-        n = self.max_vertices
-        parent = self.key(cell)
-        extra = [nb101.OPS[int(rng.integers(len(nb101.OPS)))] for _ in range(n - cell.num_vertices)]
-        padded, ops = nb101.pad(cell, n, filler=extra)  # dangling vertices with random ops
-        matrix = padded.tolist()
-        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-        live = list(range(1, cell.num_vertices - 1))  # inner vertices on an input->output path
-        for _ in range(tries):
-            m = [list(r) for r in matrix]
-            new_ops = list(ops)
-            if live and rng.random() < 0.5:
-                v = live[int(rng.integers(len(live)))]
-                new_ops[v] = nb101.OPS[int(rng.integers(len(nb101.OPS)))]
-            else:
-                flips = min(len(pairs), 1 + int(rng.poisson(0.5)))
-                for k in rng.choice(len(pairs), size=flips, replace=False):
-                    i, j = pairs[int(k)]
-                    m[i][j] = 1 - m[i][j]
-            try:
-                child = nb101.prune(m, new_ops)
-            except InvalidArchitecture:
-                continue
-            key = self.key(child)
-            if key != parent and key in self._index:
-                return self.cells[self._index[key]]
-        raise RuntimeError(f"no valid mutation of {parent} found in {tries} tries")
+    def mutate(self, point: Point, rng: np.random.Generator) -> Point:
+        """A different point near ``point``: with several budgets, an adjacent budget with
+        probability :data:`BUDGET_MOVE`; otherwise the space's own mutation of the architecture,
+        kept inside the table."""
+        if len(self.budgets) > 1 and rng.random() < BUDGET_MOVE:
+            i = self.budgets.index(point.epochs)
+            steps = [j for j in (i - 1, i + 1) if 0 <= j < len(self.budgets)]
+            return Point(point.key, self.budgets[steps[int(rng.integers(len(steps)))]])
+        arch = self.archs[point.key]
+        try:
+            child = self.adapter.mutate(arch, rng, self.key_set)
+        except InvalidArchitecture as exc:
+            if exc.rule != "no-neighbour" or not self.adapter.supports("neighbours"):
+                raise
+            # The space's own move found nothing inside the table (a sparse sample of a big
+            # space): take one of the table's configurations fewest edits away.
+            options = self.adapter.nearest(arch, self.key_set)
+            child = options[int(rng.integers(len(options)))]
+        return Point(self.adapter.canonical_key(child), point.epochs)
 
     # ------------------------------------------------------------------ evaluation
-    def repeats(self, key: str) -> Mapping[str, np.ndarray]:
-        """The table's repeats of cell ``key``: val_acc, test_acc, train_energy_kwh, train_time_s arrays."""
-        rec = self._records.get(key)
-        if rec is None or key not in self._index:
-            raise UnknownName(f"{self.name} cell", key, context=f"(at most {self.max_vertices} vertices)")
-        return rec
+    def repeats(self, key: str, epochs: int | None = None) -> Mapping[str, np.ndarray]:
+        """The table's repeats of configuration ``key`` at ``epochs``: val_acc, test_acc,
+        train_energy_kwh, train_time_s, source arrays."""
+        p = self.point(key, epochs)
+        return self.slices[p.epochs].of(p.key)
 
-    def evaluate(self, cell: nb101.Cell, rng: np.random.Generator) -> Evaluation:
-        """Look the cell up at this space's epoch budget, drawing one measured repeat."""
-        key = self.key(cell)
-        rec: Mapping[str, np.ndarray] | None = self._records.get(key)
-        if rec is None or key not in self._index:
-            raise UnknownName(f"{self.name} cell", key, context=f"(at most {self.max_vertices} vertices)")
+    def evaluate(self, point: Point, rng: np.random.Generator) -> Evaluation:
+        """Look the point up, drawing one measured repeat."""
+        i = self._index.get(point)
+        if i is None:
+            raise UnknownName(f"{self.name} point", point)
+        rec = self.slices[point.epochs].repeats[point.key]
         r = int(rng.integers(len(rec["val_acc"])))
-        i = self._index[key]
         return Evaluation(
-            key=key, cell=self.cells[i], repeat=r,
+            point=point, config=self.describe(point), repeat=r,
             val_acc=float(rec["val_acc"][r]), test_acc=float(rec["test_acc"][r]),
             train_energy_kwh=float(rec["train_energy_kwh"][r]), train_time_s=float(rec["train_time_s"][r]),
+            source=str(rec["source"][r]),
             true_val_acc=float(self.true_val_acc[i]), true_test_acc=float(self.true_test_acc[i]),
             true_energy_kwh=float(self.true_energy_kwh[i]),
         )
 
+    def query(self, config: object, epochs: int | None = None) -> QueryResult:
+        """Value and cost of a configuration at a budget, with the curve up to it where recorded."""
+        p = self.point(config, epochs)
+        i = self._index[p]
+        rec = self.slices[p.epochs].repeats[p.key]
+        s = self.slices[p.epochs]
+        curve = self.table.curve(p.key, epochs=p.epochs, dataset=s.dataset, hardware=s.hardware, campaign=s.campaign)
+        return QueryResult(p, float(self.true_val_acc[i]), float(self.true_test_acc[i]),
+                           float(self.true_energy_kwh[i]), float(np.mean(rec["train_time_s"])),
+                           tuple(sorted(set(rec["source"].tolist()))), len(rec["val_acc"]), curve)
 
-_CACHE: dict[tuple[str, int | None], TabularSpace] = {}
+
+_CACHE: dict[tuple[str, tuple[int, ...] | int | None], TabularSpace] = {}
 
 
-def load_space(name: str, epochs: int | None = None) -> TabularSpace:
-    """The named space (see ``SPACES``), built from its table once per process."""
+def load_space(name: str, epochs: int | Sequence[int] | None = None) -> TabularSpace:
+    """The table ``name`` (any registered table) as a search space, at ``epochs`` (one budget, a
+    list of budgets searched over, or None for the table's largest), built once per process."""
     from ecnas_plugin.api import load_table
 
-    spec = SPACES.get(name)
-    if spec is None:
-        raise UnknownName("search space", name, SPACES)
-    epochs = spec.default_epochs if epochs is None else epochs
-    if (name, epochs) not in _CACHE:
-        _CACHE[(name, epochs)] = TabularSpace(load_table(spec.table), spec.max_vertices, epochs, name=name)
-    return _CACHE[(name, epochs)]
+    cache_key = (name, tuple(epochs) if isinstance(epochs, (list, tuple)) else epochs)
+    if cache_key not in _CACHE:
+        _CACHE[cache_key] = TabularSpace(load_table(name), epochs=epochs, name=name)
+    return _CACHE[cache_key]
+
+

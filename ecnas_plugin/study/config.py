@@ -3,7 +3,8 @@
 A study is the grid spaces × optimizers × objectives × budgets × seeds. Example::
 
     name: quickstart
-    spaces: [ecnas-4v, {name: ecnas-5v, budgets: [{evaluations: 100}]}]
+    spaces: [ecnas-4v, {name: ecnas-5v, budgets: [{evaluations: 100}]},
+             {name: ecnas-4v-linscale, epochs: [4, 12, 36, 108]}]   # the budget as a search dimension
     optimizers:
       - random
       - {name: evolution, params: {population_size: 10, sample_size: 3}}
@@ -12,15 +13,18 @@ A study is the grid spaces × optimizers × objectives × budgets × seeds. Exam
     budgets: [{evaluations: 30}]        # or {search_kwh: 2.0}
     seeds: 10                           # or a list of seeds
 
-A space entry may override ``budgets`` and ``epochs``; a single-objective optimizer entry may
-override ``objectives``. Every unknown name (space, optimizer, objective, parameter, key) is
-refused here with the list of what exists.
+A space entry names any registered energy table (``ecnas tables``: EC-NAS's, a contributed
+``user-<space>``, a plugin's) of any registered search space; it may override ``budgets`` and
+``epochs``: one epoch budget (default: the table's largest), or a list of budgets that makes the
+budget a search dimension (each evaluation a (configuration, budget) pair, charged that
+budget's energy). A single-objective optimizer entry may override ``objectives``. Every unknown
+name (table, optimizer, objective, parameter, key) is refused here with the list of what exists.
 
 NASLib's own optimizers run through the bridge when NASLib is installed: ``naslib:rs``,
 ``naslib:re``, ``naslib:ls``, ``naslib:bananas``, ``naslib:npenas`` (single-objective; ``params``
 are NASLib ``search:`` settings, see :data:`ecnas_plugin.study.naslib_runs.PARAMS`), on the
-spaces ecnas-4v and ecnas-5v. Without NASLib such a config is refused here, before anything runs,
-with the install steps.
+tables of a space with a NASLib mapping, at one budget. Without NASLib such a config is refused
+here, before anything runs, with the install steps.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from ecnas_plugin.errors import UnknownName
 from ecnas_plugin.objectives import OBJECTIVES, make_objective
 from ecnas_plugin.search.optimizers import OPTIMIZERS
 from ecnas_plugin.search.run import Budget
-from ecnas_plugin.search.space import SPACES
+from ecnas_plugin.registry import get_registry
 
 from . import naslib_runs
 
@@ -58,8 +62,8 @@ class ConfigError(errors.ConfigError):
 class RunSpec:
     """One run of the grid."""
 
-    space: str
-    epochs: int | None
+    space: str  # a table name
+    epochs: int | tuple[int, ...] | None  # one budget, several (searched over), or the table's largest
     optimizer: str
     optimizer_params: dict
     objective: str  # label (unique within the study)
@@ -137,6 +141,18 @@ def _budgets(value: object, key: str) -> list[Budget]:
     return out
 
 
+def _epochs(value: object, key: str) -> int | tuple[int, ...] | None:
+    """None, one budget, or several (sorted, a tuple; a list of one is that budget)."""
+    if value is None:
+        return None
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        raise ConfigError(key, f"an epoch budget or a list of them (positive integers), got {value!r}")
+    if len(set(values)) != len(values):
+        raise ConfigError(key, f"lists a budget twice: {value!r}")
+    return values[0] if len(values) == 1 else tuple(sorted(values))
+
+
 def _objective(entry: object, key: str) -> tuple[str, str, dict]:
     """(label, name, params); the objective is built once here so bad parameters fail now."""
     name, params = _named(entry, key)
@@ -175,16 +191,17 @@ def parse_study(data: dict, *, where: str = "study config") -> Study:
     spaces = []
     for entry in _list(data.get("spaces"), "spaces"):
         sname, rest = _named(entry, "spaces")
-        if sname not in SPACES:
-            raise UnknownName("search space", sname, SPACES, context="in spaces")
+        tables = get_registry().items["tables"]
+        if sname not in tables:
+            raise UnknownName("energy table", sname, tables, context="in spaces (a space entry names a table)")
+        if sname in (s for s, _, _ in spaces):
+            raise ConfigError("spaces", f"table {sname!r} is listed twice; give several budgets as one "
+                                        f"entry's epochs list")
         _unknown_keys(rest, ("epochs", "budgets"), f"spaces[{sname}]")
         budgets = _budgets(rest["budgets"], f"spaces[{sname}].budgets") if "budgets" in rest else default_budgets
         if budgets is None:
             raise ConfigError("budgets", f"space {sname!r} has no budget: give budgets at top level or in the space")
-        epochs = rest.get("epochs")
-        if epochs is not None and not isinstance(epochs, int):
-            raise ConfigError(f"spaces[{sname}].epochs", f"must be an integer, got {epochs!r}")
-        spaces.append((sname, epochs, budgets))
+        spaces.append((sname, _epochs(rest.get("epochs"), f"spaces[{sname}].epochs"), budgets))
 
     optimizers = []
     for entry in _list(data.get("optimizers"), "optimizers"):
@@ -216,10 +233,12 @@ def parse_study(data: dict, *, where: str = "study config") -> Study:
         optimizers.append((oname, params, objectives))
 
     naslib_optimizers = [o for o, _, _ in optimizers if naslib_runs.is_naslib(o)]
-    for sname, _, _ in spaces:
-        if naslib_optimizers and sname not in naslib_runs.SPACES:
-            raise UnknownName("search space for NASLib optimizers", sname, naslib_runs.SPACES,
-                              context=f"(optimizers {', '.join(naslib_optimizers)})")
+    for sname, epochs, _ in spaces:
+        if naslib_optimizers:
+            flow = f"NASLib optimizers ({', '.join(naslib_optimizers)}) on table {sname!r}"
+            get_registry().space(get_registry().table_spec(sname).space).require("naslib", flow=flow)
+            if isinstance(epochs, tuple):
+                raise ConfigError(f"spaces[{sname}].epochs", f"{flow} search one epoch budget, not {list(epochs)}")
 
     seeds = data.get("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool):

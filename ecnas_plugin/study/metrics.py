@@ -75,8 +75,9 @@ def space_hv(space: TabularSpace, norm: Normalisation) -> float:
 
 
 def front(trace: pd.DataFrame) -> pd.DataFrame:
-    """The evaluated cells on the run's Pareto front (true accuracy vs true energy), by energy."""
-    cells = trace.drop_duplicates("arch_key")
+    """The evaluated points (configuration, budget) on the run's Pareto front (true accuracy vs
+    true energy), by energy."""
+    cells = trace.drop_duplicates(["arch_key", "epochs"])
     mask = pareto_mask(cells[ACC].to_numpy(), cells[ENERGY].to_numpy())
     return cells[mask].sort_values(ENERGY)
 

@@ -47,7 +47,7 @@ def make_figures(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[Path],
     runs["label"] = [_label(o, j) for o, j in zip(runs["optimizer"], runs["objective"])]
     spaces = {}
     for s, e in runs[["space", "epochs"]].drop_duplicates().itertuples(index=False):
-        spaces[s] = load_space(s, int(e))
+        spaces[s] = load_space(s, [int(b) for b in str(e).split("/")])  # the run's budget label, e.g. 4/12/36/108
     norms = {s: metrics.Normalisation.of_space(sp) for s, sp in spaces.items()}
     best_hv = {s: metrics.space_hv(sp, norms[s]) for s, sp in spaces.items()}
     per_run, summary = metrics.summarise(runs, traces, norms, best_hv)
@@ -66,13 +66,15 @@ def make_figures(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[Path],
 
     for s, space in spaces.items():
         truth = metrics.front(pd.DataFrame({metrics.ACC: space.true_test_acc, metrics.ENERGY: space.true_energy_kwh,
-                                            "arch_key": space.keys}))
+                                            "arch_key": [p.key for p in space.points],
+                                            "epochs": [p.epochs for p in space.points]}))
+        what = "cells" if space.epochs is not None else "(cell, budget) pairs"
         # 1. the space itself
         fig, ax = plt.subplots(figsize=(6, 4.2))
-        ax.scatter(space.true_energy_kwh, space.true_test_acc, s=6, c="0.6", label=f"all {len(space)} cells")
+        ax.scatter(space.true_energy_kwh, space.true_test_acc, s=6, c="0.6", label=f"all {len(space)} {what}")
         ax.step(truth[metrics.ENERGY], truth[metrics.ACC], where="post", c="k", lw=1.2, label="true Pareto front")
-        ax.set(xlabel=f"training energy (kWh, {space.epochs} epochs)", ylabel="test accuracy",
-               title=f"{s}: energy vs accuracy of every cell")
+        ax.set(xlabel=f"training energy (kWh, {space.budget_label} epochs)", ylabel="test accuracy",
+               title=f"{s}: energy vs accuracy of all {what}")
         ax.legend(loc="lower right", fontsize=8)
         save(fig, f"space_{s}.png")
         for b in budgets:

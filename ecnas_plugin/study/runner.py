@@ -72,7 +72,7 @@ def execute_run(spec: RunSpec, out_dir: str) -> dict:
     trace.to_parquet(tmp, index=False)
     os.replace(tmp, folder / TRACE_FILE)
     summary = {
-        "run_id": spec.run_id, "spec": spec.to_dict(), "epochs": space.epochs, "evaluations": len(trace),
+        "run_id": spec.run_id, "spec": spec.to_dict(), "epochs": space.budget_label, "evaluations": len(trace),
         "search_energy_kwh": float(trace["search_energy_kwh"].iloc[-1]),
         "best_true_test_acc": float(trace["best_true_test_acc"].iloc[-1]),
         "wall_s": time.perf_counter() - start,
@@ -156,7 +156,7 @@ def load_runs(out_dir: Path) -> tuple[dict, pd.DataFrame, dict[str, pd.DataFrame
         b = spec["budget_evaluations"]
         rows.append({**{k: v for k, v in spec.items() if not isinstance(v, dict)},
                      "budget": f"{b}evals" if b is not None else f"{spec['budget_kwh']:g}kWh",
-                     "epochs": summary["epochs"], "evaluations": summary["evaluations"],
+                     "epochs": str(summary["epochs"]), "evaluations": summary["evaluations"],
                      "search_energy_kwh": summary["search_energy_kwh"],
                      "best_true_test_acc": summary["best_true_test_acc"]})
     if not rows:
