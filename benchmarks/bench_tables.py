@@ -8,6 +8,12 @@
    same prebuilt records (the floor; goal ≤ 3× the floor), and 10,000 vectorised lookups.
 3. Loading a cached table: seconds and peak memory, against re-parsing the upstream file
    (each in a fresh process, so neither warms the other).
+4. A query through the search-space contract (``TabularSpace.evaluate`` of a (cell, budget) point,
+   what every built-in optimizer step costs, and ``TabularSpace.query`` with its learning curve)
+   against a plain dict lookup of the same record and against ``EnergyTable.get``.
+5. The cost of the verification policy (files up to 64 MiB re-hashed on every use, which catches
+   bit rot that keeps size and mtime): ``datasets.resolve`` per file of the mirror, re-hashing,
+   against trusting a size+mtime stamp as before.
 """
 
 from __future__ import annotations
@@ -125,6 +131,66 @@ def bench_load(mirror: Path) -> None:
     print(f"   speed-up {parsed['seconds'] / cached['seconds']:.1f}x")
 
 
+def bench_contract_query() -> None:
+    import numpy as np
+
+    import ecnas_plugin as ep
+    from ecnas_plugin.search import load_space
+
+    space = load_space("ecnas-4v-linscale", [4, 12, 36, 108])
+    table = ep.load_table("ecnas-4v-linscale")
+    rng = np.random.default_rng(0)
+    points = [space.points[i] for i in rng.integers(0, len(space), 200)]
+    floor_records = {(p.key, p.epochs): dict(table.get(p.key, epochs=p.epochs)) for p in space.points}
+    # The same work by hand: a dict of prebuilt (repeats, true values), draw a repeat, build a record.
+    cols = ("val_acc", "test_acc", "train_energy_kwh", "train_time_s", "source")
+    by_hand = {(p.key, p.epochs): ([tuple(r[c] for c in cols) for r in [floor_records[(p.key, p.epochs)]]],
+                                   (1.0, 1.0, 1.0)) for p in space.points}
+
+    def hand(p):
+        repeats, true = by_hand[(p.key, p.epochs)]
+        r = int(draw.random() * len(repeats)) if len(repeats) > 1 else 0
+        return dict(zip(cols, repeats[r]), true=true)
+
+    draw = np.random.default_rng(1)
+    for p in points:  # warm every cache outside the timing
+        space.evaluate(p, draw)
+
+    def per_call(fn, number=2000) -> float:
+        return statistics.median(min(timeit.repeat(lambda: fn(p), number=number, repeat=3)) / number for p in points)
+
+    floor = per_call(lambda p: floor_records[(p.key, p.epochs)])
+    get = per_call(lambda p: table.get(p.key, epochs=p.epochs))
+    evaluate = per_call(lambda p: space.evaluate(p, draw))
+    manual = per_call(hand)
+    query = per_call(lambda p: space.query(p.key, p.epochs), number=200)
+    print("4. a query through the search-space contract, median over 200 (cell, budget) points of ecnas-4v-linscale")
+    print(f"   plain dict of prebuilt records (floor)             {floor * 1e6:8.3f} µs")
+    print(f"   EnergyTable.get(arch, epochs=)                     {get * 1e6:8.3f} µs   {get / floor:5.2f}x floor")
+    print(f"   the same evaluation by hand on plain dicts         {manual * 1e6:8.3f} µs   {manual / floor:5.2f}x floor")
+    print(f"   TabularSpace.evaluate(point): draw a repeat, true  {evaluate * 1e6:8.3f} µs   {evaluate / floor:5.2f}x floor, "
+          f"{evaluate / manual:4.2f}x by hand (goal <= 3x)")
+    print("   means, config text, source (one optimizer step)")
+    print(f"   TabularSpace.query(key, epochs) + learning curve   {query * 1e6:8.3f} µs   (a DataFrame per call)")
+
+
+def bench_verification(mirror: Path) -> None:
+    from ecnas_plugin import datasets
+
+    entries = [e for e in datasets.builtin_data_files() if (mirror / e.mirror_path).is_file()]
+    total_hash = total_stamp = 0.0
+    print("5. verifying each mirror file on use: re-hash (the policy) vs a size+mtime stamp (the old shortcut)")
+    for e in entries:
+        path = mirror / e.mirror_path
+        rehash = min(timeit.repeat(lambda: datasets.resolve(e, mirror=mirror, download=False), number=3, repeat=3)) / 3
+        datasets._write_stamp(path, e.sha256)
+        stamp = min(timeit.repeat(lambda: datasets._is_stamped(path, e.sha256), number=3, repeat=3)) / 3
+        total_hash, total_stamp = total_hash + rehash, total_stamp + stamp
+        print(f"   {e.name:<34} {e.size_bytes / 1e6:6.2f} MB   re-hash {rehash * 1e3:7.2f} ms   stamp {stamp * 1e3:6.3f} ms")
+    print(f"   all {len(entries)} files                            re-hash {total_hash * 1e3:7.2f} ms   "
+          f"stamp {total_stamp * 1e3:6.3f} ms  (a table build reads them all anyway)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mirror", type=Path, default=Path(os.environ.get("ECNAS_DATA_MIRROR", REPO.parent / "shared" / "data")))
@@ -134,6 +200,8 @@ def main() -> None:
     bench_import(args.mirror)
     bench_lookup()
     bench_load(args.mirror)
+    bench_contract_query()
+    bench_verification(args.mirror)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def load_table(name: str, *, mirror: Path | None = None, download: bool = True,
                 folder, None, f"cached table is unusable ({exc}); rebuild it with "
                               f"`ecnas tables --rebuild {name}` or load_table({name!r}, rebuild=True)") from None
     else:
-        paths = {f: datasets.resolve(registry.data_file(f), mirror=mirror, download=download)
+        paths = {f: datasets.resolve(registry.data_file(f), mirror=mirror, download=download, full_check=True)
                  for f in spec.data_files}
         table = spec.build(paths)
         table.save(folder)

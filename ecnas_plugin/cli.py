@@ -67,10 +67,27 @@ def _cmd_query(args: argparse.Namespace) -> int:
     import pandas as pd
 
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 40):
-        print(rows.T.to_string(header=[f"repeat {r}" for r in rows["repeat"]]))
-    if len(rows) > 1:
-        print(f"\nmean over {len(rows)} repeats: train_energy_kwh={rows['train_energy_kwh'].mean():.6g}"
-              + (f", val_acc={rows['val_acc'].mean():.4f}" if "val_acc" in rows else ""))
+        print(rows.T.to_string(header=[f"{e} epochs, repeat {r}" for e, r in zip(rows["epochs"], rows["repeat"])]))
+    # Means only over repeats of one budget, dataset, hardware and campaign: never across them.
+    for (epochs, dataset, hardware, campaign), group in rows.groupby(["epochs", "dataset", "hardware", "campaign"]):
+        if len(group) > 1:
+            sources = ", ".join(f"{n} {s}" for s, n in group["source"].value_counts().sort_index().items())
+            print(f"\n{epochs} epochs ({dataset}, {hardware}, {campaign}): mean over {len(group)} repeats "
+                  f"({sources}): train_energy_kwh={group['train_energy_kwh'].mean():.6g}"
+                  + (f", val_acc={group['val_acc'].mean():.4f}" if "val_acc" in group else ""))
+    if args.curve:
+        from .api import load_table
+
+        table = load_table(args.table)
+        for row in rows.itertuples(index=False):
+            curve = table.curve(row.arch_key, row.epochs, row.dataset, row.hardware, row.campaign, row.repeat)
+            print(f"\nlearning curve, {row.epochs} epochs, repeat {row.repeat}:")
+            if curve is None:
+                print("  (the table records no checkpoints)")
+                continue
+            cols = [c for c in ("epoch", "train_time_s", "energy_kwh", "train_acc", "val_acc", "test_acc")
+                    if c in curve and curve[c].notna().any()]
+            print(curve[cols].to_string(index=False))
     return 0
 
 
@@ -107,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware")
     p.add_argument("--campaign")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--curve", action="store_true", help="also print each run's recorded learning curve")
     p.set_defaults(func=_cmd_query)
 
     from .energy.cli import add_subparsers as add_energy

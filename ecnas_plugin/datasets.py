@@ -4,6 +4,12 @@ A :class:`DataFile` names one upstream file with its URL, size, sha256, license 
 :func:`resolve` turns an entry into a local path whose sha256 has been checked, looking in this
 order: the offline mirror (read in place, never copied), the user cache, a download (pooch).
 A file is never handed out unverified.
+
+Verification policy (bit rot keeps a file's size and mtime, so neither may vouch for it): a file
+of at most :data:`REHASH_BYTES` is hashed on every use (every file of the shared data is under
+5 MB: a few milliseconds, see benchmarks/bench_tables.py); a larger one is hashed when first seen
+and on every table build (``resolve(..., full_check=True)``), and between builds a stamp of its
+size, mtime and hash spares re-reading hundreds of MB on every lookup.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ TSV_COLUMNS = (
     "url", "mirror_path", "citation", "description",
 )
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+REHASH_BYTES = 64 << 20  # files up to this size are re-hashed on every use
 
 
 @dataclass(frozen=True)
@@ -131,12 +138,28 @@ def data_cache_dir() -> Path:
     return cache_dir() / "data"
 
 
+_RESOLVED_MIRRORS: dict[str, Path] = {}
+
+
 def mirror_dir(explicit: Path | None = None) -> Path | None:
-    """The offline mirror: ``explicit`` if given, else ``$ECNAS_DATA_MIRROR``, else None."""
+    """The offline mirror: ``explicit`` if given, else ``$ECNAS_DATA_MIRROR``, else None.
+
+    A relative path is made absolute the first time it is read (against the working folder
+    then), so a later change of folder (a worker, NASLib's runner) cannot move it.
+    """
     if explicit is not None:
-        return Path(explicit).expanduser()
+        return Path(explicit).expanduser().absolute()
     env = os.environ.get(MIRROR_ENV)
-    return Path(env).expanduser() if env else None
+    if not env:
+        return None
+    if env not in _RESOLVED_MIRRORS:
+        _RESOLVED_MIRRORS[env] = Path(env).expanduser().absolute()
+    return _RESOLVED_MIRRORS[env]
+
+
+def _describe_mirror(root: Path, explicit: Path | None) -> str:
+    given = str(explicit) if explicit is not None else f"${MIRROR_ENV}={os.environ.get(MIRROR_ENV)}"
+    return given if str(root) == given.split("=", 1)[-1] else f"{given} (resolved to {root})"
 
 
 def sha256_file(path: Path) -> str:
@@ -184,12 +207,14 @@ def _write_stamp(path: Path, sha256: str) -> None:
     os.replace(tmp, target)  # atomic: a concurrent reader never sees half a file
 
 
-def _verified(entry: DataFile, path: Path) -> bool:
-    """True if ``path`` hashes to the entry's sha256 (stamped files are not re-hashed)."""
-    if _is_stamped(path, entry.sha256):
+def _verified(entry: DataFile, path: Path, full_check: bool = False) -> bool:
+    """True if ``path`` hashes to the entry's sha256. Only a file larger than REHASH_BYTES, outside
+    a full check, may be vouched for by its stamp instead (see the module's policy)."""
+    if not full_check and entry.size_bytes > REHASH_BYTES and _is_stamped(path, entry.sha256):
         return True
     if path.stat().st_size == entry.size_bytes and sha256_file(path) == entry.sha256:
-        _write_stamp(path, entry.sha256)
+        if entry.size_bytes > REHASH_BYTES:
+            _write_stamp(path, entry.sha256)
         return True
     return False
 
@@ -207,25 +232,31 @@ def _mismatch(entry: DataFile, path: Path, where: str) -> ChecksumError:
 # --- resolution ---
 
 def resolve(
-    entry: DataFile, *, mirror: Path | None = None, download: bool = True, progress: bool = False
+    entry: DataFile, *, mirror: Path | None = None, download: bool = True, progress: bool = False,
+    full_check: bool = False,
 ) -> Path:
     """A local path to ``entry`` whose sha256 has been verified.
 
     Looks in the mirror (``mirror`` or ``$ECNAS_DATA_MIRROR``; read in place), then the user cache
-    (``cache_dir()/data``), then downloads into the cache if ``download`` is true.
-    Raises ChecksumError if a copy found (or downloaded) does not match, DataUnavailable if the
-    file is nowhere and cannot be fetched.
+    (``cache_dir()/data``), then downloads into the cache if ``download`` is true. ``full_check``
+    re-hashes even a large stamped file (table builds ask for it). Raises ChecksumError if a copy
+    found (or downloaded) does not match, DataUnavailable if the file is nowhere and cannot be
+    fetched, or if the mirror named does not exist.
     """
     root = mirror_dir(mirror)
+    if root is not None and not root.is_dir():
+        raise DataUnavailable(f"the offline mirror {_describe_mirror(root, mirror)} is not a folder; "
+                              f"data file {entry.name!r} would be at {root / entry.mirror_path}. Point "
+                              f"${MIRROR_ENV} at the folder (an absolute path works from anywhere) or unset it")
     mirrored = root / entry.mirror_path if root is not None else None
     if mirrored is not None and mirrored.is_file():
-        if not _verified(entry, mirrored):
+        if not _verified(entry, mirrored, full_check):
             raise _mismatch(entry, mirrored, "mirror")
         return mirrored
 
     cached = data_cache_dir() / entry.name
     if cached.is_file():
-        if _verified(entry, cached):
+        if _verified(entry, cached, full_check):
             return cached
         if not download:
             raise _mismatch(entry, cached, "cache")
@@ -273,7 +304,8 @@ def _download(entry: DataFile, cached: Path, progress: bool) -> Path:
             f"Retry later, or set ${MIRROR_ENV} to a mirror holding {entry.mirror_path}"
         ) from exc
     path = Path(got)
-    _write_stamp(path, entry.sha256)  # pooch just hashed it; spare the next resolve a re-hash
+    if entry.size_bytes > REHASH_BYTES:
+        _write_stamp(path, entry.sha256)  # pooch just hashed it; spare the next resolve a re-hash
     return path
 
 
@@ -291,11 +323,12 @@ def pull(
 
 
 def status(entries: Iterable[DataFile], mirror: Path | None = None) -> list[dict]:
-    """One row per entry for ``ecnas data list``; cheap: it checks sizes and stamps, never hashes.
+    """One row per entry for ``ecnas data list``: sizes, small files hashed (as on every use), large
+    ones by their stamp (never re-read).
 
     Keys: name, size (registered bytes), license, where ("mirror" | "cache" | "missing"),
-    path (str or None), verified (True: stamped as matching; False: wrong size; None: not yet
-    hashed), mirror_only.
+    path (str or None), verified (True: matches; False: wrong size or hash; None: a large file
+    not hashed yet), mirror_only.
     """
     root = mirror_dir(mirror)
     rows = []
@@ -310,6 +343,8 @@ def status(entries: Iterable[DataFile], mirror: Path | None = None) -> list[dict
                 where, path = place, candidate
                 if candidate.stat().st_size != entry.size_bytes:
                     verified = False
+                elif entry.size_bytes <= REHASH_BYTES:  # as cheap as every use: hash it
+                    verified = sha256_file(candidate) == entry.sha256
                 elif _is_stamped(candidate, entry.sha256):
                     verified = True
                 break

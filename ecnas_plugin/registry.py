@@ -5,9 +5,10 @@ Built-ins are entry points of the ``ecnas-plugin`` distribution itself, in the s
 ``ECNAS_PLUGINS`` (comma-separated entry-point names) restricts which third-party plugins load;
 set it empty to load none. Built-ins always load.
 
-A plugin that fails to import, implements an unknown hook, raises from a hook, returns the wrong
-thing, or registers a name already taken is reported (distribution + entry point + reason) and
-skipped; everything else keeps working.
+A plugin that fails to import, implements an unknown hook, raises from a hook (``SystemExit``
+included: a plugin's ``sys.exit`` must not end every ``ecnas`` command), returns the wrong thing,
+or registers a name already taken is reported (distribution + entry point + reason) and skipped;
+everything else keeps working.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _kinds() -> dict[str, tuple[str, Callable[[object], bool], str]]:
     """Collector hooks: hook name → (kind shown to users, item check, expected type name)."""
     from .datasets import DataFile
     from .energy.meters.base import Meter
-    from .energy.surrogates.models import Surrogate
+    from .energy.surrogates.base import Surrogate
     from .table import TableSpec
 
     def subclass_of(base):
@@ -100,7 +101,7 @@ class Registry:
             self.plugins.append(info)
             try:
                 plugin = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # a plugin calling sys.exit must not end the host
                 info.errors.append(f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
                 continue
             try:
@@ -126,7 +127,7 @@ class Registry:
                 info = by_label[self.pm.get_name(impl.plugin)]
                 try:
                     result = impl.function()
-                except Exception as exc:
+                except (Exception, SystemExit) as exc:
                     last = traceback.extract_tb(exc.__traceback__)[-1]
                     info.errors.append(f"{hook_name} raised {type(exc).__name__}: {exc} "
                                        f"({last.filename}:{last.lineno})")

@@ -378,7 +378,7 @@ class EnergyTable:
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         restore_interrupted_save(folder)  # else the swap below would delete the only copy
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_leftover_prefix(folder)}{os.getpid()}-", dir=folder.parent))
         try:
             self.frame.to_parquet(tmp / TABLE_FILE, index=False)
             manifest = replace(self.manifest, checksum=sha256_file(tmp / TABLE_FILE),
@@ -389,10 +389,10 @@ class EnergyTable:
             (tmp / MANIFEST_FILE).write_text(manifest.to_json())
             if folder.exists():
                 old = previous_copy(folder)
-                shutil.rmtree(old, ignore_errors=True)
+                _discard(old, folder)
                 os.replace(folder, old)
                 os.replace(tmp, folder)
-                shutil.rmtree(old, ignore_errors=True)
+                _discard(old, folder)
             else:
                 os.replace(tmp, folder)
         except BaseException:
@@ -422,14 +422,59 @@ def previous_copy(folder: Path) -> Path:
     return folder.with_name(f".{folder.name}.old")
 
 
+def _leftover_prefix(folder: Path) -> str:
+    """Name prefix of the temp and discarded folders a save of ``folder`` makes beside it; each
+    carries the saving process's pid after the prefix."""
+    return f".{folder.name}.tmp-"
+
+
+def _discard(path: Path, folder: Path) -> None:
+    """Delete a folder so that no half-deleted copy can ever be taken for a table: it is first
+    renamed (atomically) under the leftover prefix, then removed; a kill during the removal leaves
+    only a leftover, which the next save or load of the table cleans up."""
+    if not path.exists():
+        return
+    trash = folder.with_name(f"{_leftover_prefix(folder)}{os.getpid()}-discarded")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _clean_leftovers(folder: Path) -> None:
+    """Remove temp/discarded folders of earlier saves of ``folder`` whose process is gone (a
+    running save in another process keeps its own)."""
+    prefix = _leftover_prefix(folder)
+    try:
+        candidates = [p for p in folder.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for path in candidates:
+        pid = path.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours to signal
+        return True
+    return True
+
+
 def restore_interrupted_save(folder: Path) -> None:
     """Undo a save interrupted between its two renames: ``folder`` is gone and the table it held
-    waits at :func:`previous_copy`; move it back. Nothing is deleted or checked here (loading
-    verifies and names any problem); nothing happens while ``folder`` exists."""
+    waits at :func:`previous_copy`; move it back (it is whole: a parked copy is only ever renamed,
+    and deleting one renames it away first). Leftover temp folders of dead saves are removed.
+    Nothing is checked here (loading verifies and names any problem)."""
     folder = Path(folder)
     old = previous_copy(folder)
     if not folder.exists() and old.is_dir():
         os.replace(old, folder)
+    _clean_leftovers(folder)
 
 
 def _read_verified(path: Path, checksum: str) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import http.server
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -113,23 +114,69 @@ def test_bad_entries_are_refused():
         datasets.parse_data_files_tsv("\t".join(datasets.TSV_COLUMNS) + "\n" + "\t".join(["x"] * 11) + "\n")
 
 
-def test_mirror_files_resolve_in_place_and_are_stamped(shared_data, cache):
+def test_mirror_files_resolve_in_place(shared_data, cache):
     entries = datasets.builtin_data_files()
     for name in IN_MIRROR:
         entry = datasets.find(entries, name)
         path = datasets.resolve(entry, download=False)
         assert path == shared_data / entry.mirror_path
         assert datasets.sha256_file(path) == entry.sha256
-    assert _files(cache) == ["verified.json"]  # stamps only: nothing copied into the cache
-    stamps = json.loads((cache / "data" / "verified.json").read_text())
-    assert len(stamps) == len(IN_MIRROR)
+    assert _files(cache) == []  # nothing copied into the cache; small files need no stamp
 
 
-def test_stamp_spares_rehash(shared_data, cache, monkeypatch):
-    entry = datasets.find(datasets.builtin_data_files(), "zc_nasbench201.json")
-    datasets.resolve(entry, download=False)
+def _rot(path: Path, offset: int = 1000) -> None:
+    """Flip one byte in place and put size and mtime back: bit rot no stat call can see."""
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+@pytest.mark.parametrize("name", ["7v_data.pt", "flowers17_x_train.npy", "zc_nasbench201.json"])
+def test_bit_rot_that_keeps_size_and_mtime_is_caught_in_small_files(shared_data, cache, tmp_path, name):
+    entry = datasets.find(datasets.builtin_data_files(), name)
+    mirror = tmp_path / "mirror"
+    copy = mirror / entry.mirror_path
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(shared_data / entry.mirror_path, copy)
+    assert datasets.resolve(entry, mirror=mirror, download=False) == copy
+    _rot(copy)
+    with pytest.raises(ChecksumError, match=name):
+        datasets.resolve(entry, mirror=mirror, download=False)
+
+
+def test_large_files_are_stamped_and_rehashed_on_every_build(shared_data, cache, tmp_path, monkeypatch):
+    """Above REHASH_BYTES a stamp spares the re-hash between builds; a build re-hashes anyway."""
+    monkeypatch.setattr(datasets, "REHASH_BYTES", 1000)  # make the real 4V file count as large
+    entry = datasets.find(datasets.builtin_data_files(), "energy_4V9E_linscale.tfrecord")
+    mirror = tmp_path / "mirror"
+    copy = mirror / entry.mirror_path
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(shared_data / entry.mirror_path, copy)
+    datasets.resolve(entry, mirror=mirror, download=False)
+    assert _files(cache) == ["verified.json"]
+    _rot(copy)
+    real_hash = datasets.sha256_file
     monkeypatch.setattr(datasets, "sha256_file", lambda p: pytest.fail(f"re-hashed {p}"))
-    assert datasets.resolve(entry, download=False) == shared_data / entry.mirror_path
+    assert datasets.resolve(entry, mirror=mirror, download=False) == copy  # the stamp vouches
+    monkeypatch.setattr(datasets, "sha256_file", real_hash)
+    with pytest.raises(ChecksumError, match=entry.name):
+        datasets.resolve(entry, mirror=mirror, download=False, full_check=True)
+
+
+def test_relative_mirror_is_resolved_once_and_a_missing_one_is_named(shared_data, cache, tmp_path, monkeypatch):
+    entry = datasets.find(datasets.builtin_data_files(), "zc_nasbench201.json")
+    monkeypatch.chdir(shared_data.parent)
+    monkeypatch.setenv(datasets.MIRROR_ENV, "./data")
+    monkeypatch.setattr(datasets, "_RESOLVED_MIRRORS", {})
+    first = datasets.resolve(entry, download=False)
+    monkeypatch.chdir(tmp_path)  # elsewhere, the same setting still finds the same folder
+    assert datasets.resolve(entry, download=False) == first == shared_data / entry.mirror_path
+    monkeypatch.setenv(datasets.MIRROR_ENV, "../no-such-mirror")
+    with pytest.raises(DataUnavailable, match=r"no-such-mirror \(resolved to .*\) is not a folder"):
+        datasets.resolve(entry, download=False)
 
 
 def test_corrupted_mirror_copy_is_refused(shared_data, cache, tmp_path):

@@ -53,6 +53,14 @@ PLUGINS = {
         def ecnas_tables():
             raise RuntimeError("boom from a plugin")
     '''),
+    "exits_at_import": "import sys\nsys.exit('a plugin that ends the process')\n",
+    "exits_in_hook": textwrap.dedent('''
+        from ecnas_plugin.hookspecs import hookimpl
+
+        @hookimpl
+        def ecnas_tables():
+            raise SystemExit(3)
+    '''),
     "duplicate": textwrap.dedent('''
         from ecnas_plugin.hookspecs import hookimpl
         from ecnas_plugin.adapters.nasbench101 import NasBench101
@@ -125,6 +133,8 @@ def test_third_party_plugins_good_and_bad(site):
     assert "failed to import ecnas_test_broken_import" in plugins["broken_import"].errors[0]
     assert "a_module_that_does_not_exist" in plugins["broken_import"].errors[0]
     assert "ecnas_tables raised RuntimeError: boom from a plugin" in plugins["raises"].errors[0]
+    assert "SystemExit: a plugin that ends the process" in plugins["exits_at_import"].errors[0]
+    assert "ecnas_tables raised SystemExit: 3" in plugins["exits_in_hook"].errors[0]
     assert "already registered by ecnas-plugin:nasbench101" in plugins["duplicate"].errors[0]
     assert "unknown hook(s) ['ecnas_tabels']" in plugins["typo"].errors[0]
     assert "not a DataFile" in plugins["wrong_type"].errors[0]
@@ -132,7 +142,8 @@ def test_third_party_plugins_good_and_bad(site):
     # the failures did not take anything else down
     assert registry.owner("spaces", "nasbench101").builtin
     assert {"ecnas-4v", "ecnas-5v", "toy-table"} <= set(registry.items["tables"])
-    assert {p.entry_point for p in registry.failures} == {"broken_import", "raises", "duplicate", "typo", "wrong_type"}
+    assert {p.entry_point for p in registry.failures} == {"broken_import", "raises", "duplicate", "typo", "wrong_type",
+                                                          "exits_at_import", "exits_in_hook"}
 
 
 def test_environment_variable_restricts_third_party_plugins(site, monkeypatch):
@@ -163,4 +174,4 @@ def test_ecnas_plugins_command_reports_problems(site):
     assert "tables: toy-table" in out.stdout
     assert "ecnas-test-broken-import:broken_import" in out.stdout and "FAILED" in out.stdout
     assert "tables: ecnas-4v, ecnas-4v-linscale, ecnas-5v, ecnas-7v" in out.stdout
-    assert "5 plugin(s) had problems" in out.stderr
+    assert "7 plugin(s) had problems" in out.stderr

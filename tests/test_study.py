@@ -48,6 +48,9 @@ def test_unknown_names_are_refused_with_what_exists(over, what, name):
     ({"budgets": [{"evaluations": 0}]}, "positive integer"),
     ({"seeds": -1}, "seeds"),
     ({"name": ""}, "name"),
+    ({"spaces": [{"name": "ecnas-4v", "epochs": [4, "twelve"]}]}, "spaces.ecnas-4v..epochs"),
+    ({"spaces": [{"name": "ecnas-4v", "epochs": [4, 4]}]}, "twice"),
+    ({"spaces": ["ecnas-4v", {"name": "ecnas-4v", "epochs": 4}]}, "listed twice"),
 ])
 def test_bad_values_are_refused_naming_the_key(over, match):
     with pytest.raises((ConfigError, UnknownName), match=match):
@@ -208,6 +211,23 @@ def test_report_is_self_contained_with_figures(tmp_path, shared_data):
     assert set(summary["optimizer"]) == {"random", "evolution", "sms-emoa"}
     assert summary["hv_ratio_mean"].between(0, 1).all()
     assert "reference point (1.1, 1.1)" in text
+
+
+def test_budgets_as_a_dimension_run_and_report(tmp_path, shared_data):
+    """A space entry with a list of epochs: each evaluation is a (cell, budget) pair, also in the report."""
+    study = parse_study(small(spaces=[{"name": "ecnas-4v-linscale", "epochs": [108, 4, 12, 36]}],
+                              budgets=[{"evaluations": 40}], seeds=2))
+    assert {r.epochs for r in study.runs} == {(4, 12, 36, 108)}
+    out = run_study(study, out_dir=tmp_path, workers=1, progress=False)
+    _, runs, traces = runner.load_runs(out)
+    assert set(runs["epochs"]) == {"4/12/36/108"}
+    for trace in traces.values():
+        assert len(trace) == 40 and trace["epochs"].nunique() > 1
+        assert not trace.duplicated(["arch_key", "epochs"]).any()
+    write_report(out)
+    assert (out / "figures" / "space_ecnas-4v-linscale.png").is_file()
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["hv_ratio_mean"].between(0, 1).all()
 
 
 def test_report_on_a_folder_that_is_not_a_study(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -130,6 +131,43 @@ def test_save_interrupted_between_its_renames_loses_nothing(tmp_path, monkeypatc
     with pytest.raises(DataFormatError, match="manifest.json is missing"):
         EnergyTable.load(tmp_path / "other")
     assert not parked.exists() and (tmp_path / "other" / "table.parquet").read_bytes() == b"half deleted"
+
+
+def test_a_kill_while_deleting_the_parked_copy_never_brings_it_back(tmp_path, monkeypatch):
+    """Deleting the parked copy renames it away first: a half-deleted copy is a leftover, never a
+    table; leftovers and temp folders of dead saves are cleaned by the next load or save."""
+    import ecnas_plugin.table as table_module
+
+    folder = tmp_path / "user-nasbench101"
+    EnergyTable(_rows(), _manifest()).save(folder)
+    second = EnergyTable(_rows().iloc[:1].reset_index(drop=True), _manifest())
+    real_rmtree = table_module.shutil.rmtree
+
+    def killed_half_way(path, ignore_errors=False):
+        path = Path(path)
+        if path.name.endswith("-discarded") and path.exists():
+            (path / "table.parquet").unlink()  # part of it is gone when the kill comes
+            raise KeyboardInterrupt("killed while deleting")
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(table_module.shutil, "rmtree", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        second.save(folder)
+    monkeypatch.setattr(table_module.shutil, "rmtree", real_rmtree)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != folder.name]
+    assert leftovers == [f".user-nasbench101.tmp-{os.getpid()}-discarded"]  # not `.old`
+    real_rmtree(folder)  # the user deletes the table to force a rebuild...
+    with pytest.raises(DataFormatError, match="manifest.json is missing"):
+        EnergyTable.load(folder)  # ...and the half-deleted copy does not come back as the table
+    assert list(tmp_path.iterdir()) == []
+
+    second.save(folder)
+    dead = tmp_path / ".user-nasbench101.tmp-999999999-abcd"  # a save killed long ago (no such pid)
+    alive = tmp_path / f".user-nasbench101.tmp-{os.getppid()}-efgh"  # a save running in another process
+    dead.mkdir()
+    alive.mkdir()
+    pd.testing.assert_frame_equal(EnergyTable.load(folder).frame, second.frame)
+    assert not dead.exists() and alive.exists()
 
 
 def test_get_lookup_and_get_many_agree_with_the_frame(shared_data):
