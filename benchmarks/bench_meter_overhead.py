@@ -4,7 +4,8 @@
 
 Variants, run interleaved (one of each per round, order rotated each round), medians reported:
   none                 the loop alone
-  default (1 window)   default_meter() around the whole loop (the best meter that works here)
+  default (1 window)   default_meter() around the whole loop (`auto`: the best combination of
+                       the registered meters, built-in and third-party, that works here)
   default (per epoch)  default_meter() with one window per epoch
   rapl-fake (1 window) RaplMeter over a fake powercap tree (RAPL is absent here), whole loop
   rapl-fake (per epoch) the same, one window per epoch: the cost of windows themselves
@@ -32,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout too
 
-from ecnas_plugin.energy.meters import CodecarbonMeter, Meter, RaplMeter, default_meter  # noqa: E402
+from ecnas_plugin.energy.meters import CodecarbonMeter, Meter, RaplMeter, default_meter, plan_meters  # noqa: E402
 
 
 def make_fake_powercap(root: Path) -> Path:
@@ -160,7 +161,9 @@ def main() -> None:
         t0 = time.perf_counter()
         chosen = default_meter()
         print(f"default meter here: {chosen.name} (components {', '.join(chosen.selected)}); "
-              f"default_meter() took {time.perf_counter() - t0:.3f} s")
+              f"default_meter() took {time.perf_counter() - t0:.3f} s (registry, probes and choice)")
+        for name, methods, why in plan_meters().considered:
+            print(f"  considered {name}: {methods if methods else 'unavailable'} ({why})")
         t0 = time.perf_counter()
         chosen.start()
         print(f"cold start of the default meter: {time.perf_counter() - t0:.3f} s")

@@ -8,7 +8,16 @@ The public Python API::
     ep.query("nasbench101", "e1aeb470572477cf15b1bd3644d59370", table="ecnas-5v")
 """
 
-from .api import get_space, list_tables, load_table, query
 from .version import __version__
 
 __all__ = ["__version__", "get_space", "list_tables", "load_table", "query"]
+
+
+def __getattr__(name: str):
+    # The API (and pandas with it) loads on first use, so `ecnas --help` and plugins importing a
+    # contract module stay fast.
+    if name in ("get_space", "list_tables", "load_table", "query"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'ecnas_plugin' has no attribute {name!r}")

@@ -19,6 +19,12 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         print(f"{p.label}  ({origin}, {p.value})  {state}")
         for kind, names in sorted(p.provides.items()):
             print(f"    {kind}: {', '.join(names)}")
+            if kind == "spaces":
+                for name in names:
+                    space = registry.space(name)
+                    dims = ", ".join(f"{d.name} ({d.role})" for d in space.dimensions)
+                    print(f"      {name}: key = {space.key_description}; dimensions: {dims}; "
+                          f"can: {', '.join(space.capabilities) or 'identify configurations only'}")
         for err in p.errors:
             print(f"    problem: {err}")
     if registry.failures:

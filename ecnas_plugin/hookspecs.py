@@ -50,7 +50,8 @@ def ecnas_search_spaces():
       ``sample(rng)``, ``neighbours(arch, subset)`` / ``mutate(arch, rng, subset)`` (``subset``:
       the canonical keys a search may visit, e.g. a table's), ``stratum(arch)`` (stratified
       measurement samples), ``build_network(arch, num_classes, **settings)`` with
-      ``network_defaults`` (``ecnas measure``), ``features(archs)`` (surrogates) and ``naslib``
+      ``network_defaults`` (``ecnas measure``), ``features(archs)`` with a ``feature_set`` label
+      changed whenever the computation changes (surrogates) and ``naslib``
       (a :class:`~ecnas_plugin.adapters.base.NaslibMapping`, for the NASLib bridge). A flow calls
       ``space.require(capability, flow=...)`` before it starts, so a missing one is refused by
       name (``MissingCapability``) before anything runs.

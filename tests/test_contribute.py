@@ -1,7 +1,9 @@
 """`ecnas contribute`: validation with a row-level report, atomic merge, rejections change nothing.
 
-The measurement file is real: a tiny NB201 campaign trained on Flowers-17 with the meter that
-works here. Bad files are that file with one thing broken each.
+The measurement file is real: a tiny NB201 campaign trained on Flowers-17 (through the data
+registry) with the meter that works here. Bad files are that file with one thing broken each.
+The space must be a registered one and every key goes through its codec; the target must be a
+plain user table name under the cache's tables folder.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def measured(tmp_path_factory, shared_data) -> Path:
         pytest.skip(f"no energy meter works here: {exc}")
     out = tmp_path_factory.mktemp("campaign")
     spec = cp.CampaignSpec(name="contrib-a", space="nasbench201", archs=tuple(CELLS), epochs=1,
-                           network={"C": 4, "N": 1}, data_root=str(shared_data / "flowers17"), torch_threads=1)
+                           network={"C": 4, "N": 1}, torch_threads=1)
     cp.run_campaign(spec, out, progress=False)
     return out
 
@@ -159,6 +161,66 @@ def test_cli_exit_codes(measured, cache, capsys):
     assert cli_main(["contribute", str(measured)]) == 1
     assert "already contributed" in capsys.readouterr().err
     assert cli_main(["contribute", str(measured / "journal.jsonl")]) == 1
+    capsys.readouterr()
+    for bad in ("../escape", "ecnas-7v", "user-a/b"):  # bad input: one line naming the argument, exit 2
+        with pytest.raises(SystemExit) as exit_:
+            cli_main(["contribute", str(measured), "--into", bad])
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and err.count("\n") == 0 and "argument --into:" in err and bad in err
+    assert not (cache / "escape").exists()
+
+
+def test_every_key_goes_through_the_space_codec(measured, cache, tmp_path):
+    """A key the space refuses is reported by row; another text of a known key is that key."""
+    def garbage(frame):
+        frame = frame.copy()
+        frame.loc[1, "arch_key"] = "|nor_conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+        return frame
+
+    report = contribute(variant(measured, tmp_path, "garbage", garbage))
+    assert not report.accepted
+    bad = [p for p in report.problems if p.column == "arch_key"]
+    assert [p.row for p in bad] == [1] and "not a nasbench201 key" in bad[0].message
+    assert "unknown-op" in bad[0].message and str(bad[0]).startswith("row 1 [arch_key]")
+    assert not (cache / "tables" / "user-nasbench201").exists()
+
+    assert contribute(measured).accepted
+    padded = variant(measured, tmp_path, "padded", lambda f: f.assign(arch_key=[f" {k}  " for k in f["arch_key"]]))
+    again = contribute(padded)  # the same cells, written with spaces around: canonical keys are duplicates
+    assert not again.accepted and [p.row for p in again.problems] == [0, 1]
+    assert all("already contributed" in p.message for p in again.problems)
+
+    def new_campaign(frame):
+        return frame.assign(arch_key=[f" {k}  " for k in frame["arch_key"]], campaign="contrib-c")
+
+    def meta_c(m):
+        return replace(m, campaigns=({**cp.campaign_metadata(m), "name": "contrib-c"},))
+
+    ok = contribute(variant(measured, tmp_path, "c", new_campaign, meta_c))
+    assert ok.accepted, ok.text()
+    stored = EnergyTable.load(cache / "tables" / "user-nasbench201").frame
+    assert sorted(set(stored["arch_key"])) == sorted(CELLS)  # stored in canonical form
+
+
+def test_space_must_be_registered_and_target_a_plain_user_table(measured, cache, tmp_path):
+    before = snapshot(tmp_path)
+    for space in ("../../outside", "nasbench999"):
+        path = variant(measured, tmp_path, f"space{len(space)}", lambda f, s=space: f.assign(space=s),
+                       lambda m, s=space: replace(m, space=s))
+        before = snapshot(tmp_path)
+        report = contribute(path)
+        assert not report.accepted and len(report.problems) == 1
+        problem = report.problems[0]
+        assert problem.row is None and problem.column == "space" and "not a registered search space" in problem.message
+        assert "nasbench201" in problem.message  # the registered ones are named
+        assert snapshot(tmp_path) == before and not (cache / "tables").exists()
+    for into in ("../escape", "/tmp/abs", "user-a/../../b", "ecnas-7v", "user-", ".user-x", "user-x.old", "user-x/"):
+        report = contribute(measured, into=into)
+        assert not report.accepted and report.problems[0].column == "into", into
+        assert "plain name starting with 'user-'" in report.problems[0].message
+    assert snapshot(tmp_path) == before and not (cache / "tables").exists()
+    ok = contribute(measured, into="user-nasbench201.v2_cpu")
+    assert ok.accepted and ok.table_dir == cache / "tables" / "user-nasbench201.v2_cpu"
 
 
 def test_plausibility_passes_real_ecnas_data_and_catches_wrong_units(shared_data):

@@ -1,11 +1,17 @@
-"""Energy meters: RAPL, NVML, codecarbon, combining windows, PUE.
+"""Energy meters: RAPL, NVML, codecarbon, combining windows, PUE, ``auto``, CUDA window edges.
 
-This machine has no GPU and no RAPL (/sys/class/powercap is absent), so two fakes stand in for
-the missing hardware, and only for it:
+This machine has no GPU and no RAPL (/sys/class/powercap is absent), so fakes stand in for the
+missing hardware, and only for it:
 - RAPL: a fake powercap sysfs tree written into tmp_path, laid out like the kernel's
   (package zones with core/uncore/dram sub-zones, sub-zones also linked at the top level,
   psys and MMIO zones); the test writes the counter values the hardware would show.
+  ``auto`` tests point ``rapl.DEFAULT_ROOT`` at such a tree.
 - NVML: a fake ``pynvml`` module injected with ``monkeypatch.setitem(sys.modules, ...)``.
+- CUDA: ``torch.cuda.is_initialized``/``synchronize`` replaced by recorders (torch here is a CPU
+  build), to show where the meter synchronises.
+- the third-party meters' "ACME" power distribution unit: counter files in tmp_path. The meter
+  classes themselves are real plugin code, installed as a distribution with an ``ecnas_plugin``
+  entry point on a temporary path (as tests/test_registry.py does) and found by the registry.
 codecarbon is exercised for real (offline tracker, real CPU work) when it is installed.
 """
 
@@ -16,15 +22,18 @@ import math
 import os
 import sys
 import time
+import subprocess
 import types
 from pathlib import Path
 
 import pytest
 
 from ecnas_plugin.errors import DataFormatError, UnknownName
+from ecnas_plugin import registry as reg
 from ecnas_plugin.energy.meters import (
     CodecarbonMeter,
     CombinedMeter,
+    Meter,
     MeterConfigError,
     MeterError,
     NvmlMeter,
@@ -32,7 +41,11 @@ from ecnas_plugin.energy.meters import (
     Reading,
     apply_pue,
     builtin_meters,
+    default_meter,
     meters_report,
+    plan_meters,
+    rapl,
+    synchronize_cuda,
 )
 
 MAX_UJ = 262143328850  # a real max_energy_range_uj value (Intel Xeon)
@@ -438,9 +451,10 @@ def test_meters_report_lists_every_builtin(monkeypatch):
     assert [r["name"] for r in rows] == [c.name for c in builtin_meters()] == ["nvml", "rapl", "codecarbon"]
     nvml = rows[0]
     assert nvml == {"name": "nvml", "components": ["gpu"], "works": False,
-                    "reason": "pynvml is not installed: pip install nvidia-ml-py"}
+                    "reason": "pynvml is not installed: pip install nvidia-ml-py", "methods": {}}
     for row in rows:
         assert isinstance(row["works"], bool) and row["reason"]
+        assert bool(row["methods"]) == row["works"]  # what it would deliver, only where it works
 
 
 def test_codecarbon_absent_is_named(monkeypatch):
@@ -478,3 +492,309 @@ def test_codecarbon_real_window_labels_estimates(tmp_path, monkeypatch):
     assert r.total_j == pytest.approx(kwh * 3.6e6)
     assert os.listdir(tmp_path) == []
     assert apply_pue(r, 1.59)["estimated"] is True
+
+
+# ---------------------------------------------------------------- expected methods, `auto`
+
+
+def one_package_no_dram(root: Path) -> Path:
+    """Fake powercap tree of a desktop CPU whose RAPL has no DRAM domain (stands in for RAPL)."""
+    root.mkdir()
+    make_zone(root, "intel-rapl:0", "package-0", 1_000_000)
+    return root
+
+
+def test_expected_methods_follow_the_hardware(two_socket, tmp_path, monkeypatch):
+    assert RaplMeter.expected_methods(root=two_socket["root"]) == {"cpu": "counter", "ram": "counter"}
+    assert RaplMeter.expected_methods(root=one_package_no_dram(tmp_path / "pc")) == {"cpu": "counter"}
+    monkeypatch.setitem(sys.modules, "pynvml", make_fake_pynvml(energy_mj=[0, 0]))
+    assert NvmlMeter.expected_methods() == {"gpu": "counter"}
+    monkeypatch.setitem(sys.modules, "pynvml", make_fake_pynvml(energy_mj=[0, None], power_mw=[1, 1]))
+    assert NvmlMeter.expected_methods() == {"gpu": "sampled"}  # one GPU without the counter
+
+
+@pytest.fixture
+def no_hardware(tmp_path, monkeypatch):
+    """Neither NVML nor RAPL, whatever this machine has; tests add the fakes they need."""
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setattr(rapl, "DEFAULT_ROOT", tmp_path / "no-powercap")
+    return monkeypatch
+
+
+def test_auto_combines_nvml_and_rapl_and_never_mixes_in_estimates(no_hardware, two_socket, tmp_path):
+    builtins_ = builtin_meters()
+    no_hardware.setitem(sys.modules, "pynvml", make_fake_pynvml(energy_mj=[0]))
+    no_hardware.setattr(rapl, "DEFAULT_ROOT", two_socket["root"])
+    plan = plan_meters(builtins_)
+    assert plan.name == "nvml+rapl" and plan.methods == {"gpu": "counter", "cpu": "counter", "ram": "counter"}
+    meter = default_meter(builtins_)
+    assert isinstance(meter, CombinedMeter) and meter.name == "nvml+rapl"
+    # a GPU without the energy counter is still measured (sampled power), beside RAPL's counters
+    no_hardware.setitem(sys.modules, "pynvml", make_fake_pynvml(energy_mj=[None], power_mw=[1]))
+    plan = plan_meters(builtins_)
+    assert plan.name == "nvml+rapl" and plan.methods["gpu"] == "sampled"
+    # RAPL without DRAM: the CPU counter alone, not topped up with codecarbon's RAM estimate
+    no_hardware.setattr(rapl, "DEFAULT_ROOT", one_package_no_dram(tmp_path / "pc"))
+    no_hardware.setitem(sys.modules, "pynvml", None)
+    plan = plan_meters(builtins_)
+    assert plan.name == "rapl" and plan.methods == {"cpu": "counter"}
+    # only the GPU is measured: NVML alone; codecarbon's CPU/RAM estimates would make the total an estimate
+    no_hardware.setattr(rapl, "DEFAULT_ROOT", tmp_path / "none")
+    no_hardware.setitem(sys.modules, "pynvml", make_fake_pynvml(energy_mj=[0]))
+    assert plan_meters(builtins_).name == "nvml"
+
+
+def test_auto_without_any_measurement(no_hardware):
+    """codecarbon's estimates only where nothing measures; nothing at all is a named error."""
+    plan_ok = CodecarbonMeter.probe()[0]
+    if plan_ok:
+        plan = plan_meters(builtin_meters())
+        assert plan.name == "codecarbon" and set(plan.methods.values()) == {"estimated"}
+    no_hardware.setitem(sys.modules, "codecarbon", None)
+    with pytest.raises(MeterError, match=r"no energy meter works here: nvml: pynvml is not installed.*"
+                                         r"rapl: .*no-powercap.*codecarbon: codecarbon is not installed"):
+        plan_meters(builtin_meters())
+
+
+ACME = '''
+import os
+from pathlib import Path
+
+from ecnas_plugin.energy.meters.base import Meter, MeterError, Reading
+from ecnas_plugin.hookspecs import hookimpl
+
+ENV = "ACME_PDU_DIR"
+
+
+class _Counters(Meter):
+    """Cumulative microjoule counters an ACME power distribution unit exposes as files."""
+
+    files: dict = {}
+
+    @classmethod
+    def _present(cls):
+        folder = os.environ.get(ENV)
+        if not folder or not Path(folder).is_dir():
+            return None, []
+        return Path(folder), [c for c in cls.components if (Path(folder) / cls.files[c]).is_file()]
+
+    @classmethod
+    def probe(cls):
+        folder, found = cls._present()
+        if folder is None:
+            return False, f"no ACME PDU (${ENV} is not a folder)"
+        if not found:
+            return False, f"no ACME counter for {list(cls.components)} in {folder}"
+        return True, f"ACME PDU counters for {found} in {folder}"
+
+    @classmethod
+    def expected_methods(cls):
+        return {c: "counter" for c in cls._present()[1]}
+
+    def _read(self):
+        try:
+            return {c: int((self._folder / self.files[c]).read_text()) for c in self._measured}
+        except (OSError, ValueError) as exc:
+            raise MeterError(f"ACME counter unreadable: {exc}") from None
+
+    def _begin(self):
+        self._folder, found = self._present()
+        self._measured = [c for c in self.selected if c in found]
+        self._start = self._read()
+
+    def _end(self, duration_s):
+        now = self._read()
+        energy = {c: (now[c] - self._start[c]) / 1e6 for c in self._measured}
+        return Reading(self.name, energy, {c: "counter" for c in energy}, duration_s, devices=("acme-pdu",))
+
+
+class AcmePduMeter(_Counters):
+    name = "acme-pdu"
+    components = ("cpu", "ram")
+    methods = {"cpu": "counter", "ram": "counter"}
+    files = {"cpu": "cpu_uj", "ram": "ram_uj"}
+
+
+class AcmeGpuMeter(_Counters):
+    name = "acme-gpu"
+    components = ("gpu", "ram")
+    methods = {"gpu": "counter", "ram": "counter"}
+    files = {"gpu": "gpu_uj", "ram": "ram_uj"}
+
+
+@hookimpl
+def ecnas_meters():
+    return [AcmePduMeter, AcmeGpuMeter]
+'''
+
+
+@pytest.fixture
+def acme(tmp_path, no_hardware):
+    """The third-party ``acme_meters`` distribution installed on a temporary path and loaded by the
+    process registry; returns the folder its (fake) PDU counters will live in."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "ecnas_test_acme_meters.py").write_text(ACME)
+    info = site / "ecnas_test_acme_meters-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ecnas-test-acme-meters\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[ecnas_plugin]\nacme_meters = ecnas_test_acme_meters\n")
+    no_hardware.syspath_prepend(str(site))
+    registry = reg.Registry(allowed="acme_meters")
+    plugin = next(p for p in registry.plugins if p.entry_point == "acme_meters")
+    assert plugin.loaded and not plugin.errors and plugin.provides == {"meters": ["acme-pdu", "acme-gpu"]}
+    no_hardware.setattr(reg, "_REGISTRY", registry)
+    no_hardware.delenv("ACME_PDU_DIR", raising=False)
+    return tmp_path / "pdu"
+
+
+def write_uj(folder: Path, name: str, value: int) -> None:
+    tmp = folder / f".{name}.tmp"
+    tmp.write_text(f"{value}\n")
+    os.replace(tmp, folder / name)  # a reader never sees half a number
+
+
+def test_auto_picks_a_third_party_meter_where_it_is_the_best_that_works(acme, no_hardware, capsys):
+    from ecnas_plugin.cli import main as cli_main
+    from ecnas_plugin.energy.campaign import make_meter
+
+    # no PDU: auto falls back to what works (codecarbon's estimate, if installed) and says why not ACME
+    try:
+        plan = plan_meters()
+        assert plan.name == "codecarbon"
+    except MeterError as exc:
+        assert "acme-pdu: no ACME PDU" in str(exc)
+        plan = None
+    if plan is not None:
+        reasons = {name: why for name, _, why in plan.considered}
+        assert reasons["acme-pdu"].startswith("no ACME PDU") and "acme-gpu" in reasons
+
+    # the PDU counts CPU and RAM: a counter beats codecarbon's estimate
+    acme.mkdir()
+    write_uj(acme, "cpu_uj", 1_000_000)
+    write_uj(acme, "ram_uj", 2_000_000)
+    no_hardware.setenv("ACME_PDU_DIR", str(acme))
+    plan = plan_meters()
+    assert plan.name == "acme-pdu" and plan.methods == {"cpu": "counter", "ram": "counter"}
+    meter = make_meter("auto")  # what `ecnas measure --meter auto` gets
+    assert type(meter).__name__ == "AcmePduMeter" and type(meter).__module__ == "ecnas_test_acme_meters"
+    with meter:
+        write_uj(acme, "cpu_uj", 1_000_000 + 25_000_000)
+        write_uj(acme, "ram_uj", 2_000_000 + 500_000)
+    assert meter.reading.energy_j == pytest.approx({"cpu": 25.0, "ram": 0.5})
+    assert cli_main(["meters"]) == 0
+    shown = capsys.readouterr().out
+    assert "acme-pdu" in shown and "auto: acme-pdu (cpu: counter, ram: counter)" in shown
+
+    # a GPU (fake NVML) joins it: components that do not overlap are combined
+    no_hardware.setitem(sys.modules, "pynvml", make_fake_pynvml(energy_mj=[0]))
+    assert plan_meters().name == "nvml+acme-pdu"
+    assert make_meter("auto").name == "nvml+acme-pdu"
+
+    # without NVML, the second ACME meter gives the GPU, restricted to it (its RAM is taken)
+    no_hardware.setitem(sys.modules, "pynvml", None)
+    write_uj(acme, "gpu_uj", 0)
+    plan = plan_meters()
+    assert plan.name == "acme-pdu+acme-gpu" and plan.methods == {"gpu": "counter", "cpu": "counter",
+                                                                  "ram": "counter"}
+    meter = plan.build()
+    assert [m.selected for m in meter.meters] == [("cpu", "ram"), ("gpu",)]
+
+    # where built-in RAPL counts the same components as well, the built-in (registered first) is kept
+    root = Path(str(acme) + "-powercap")
+    root.mkdir()
+    make_zone(root, "intel-rapl:0", "package-0", 0)
+    make_zone(root / "intel-rapl:0", "intel-rapl:0:0", "dram", 0)
+    no_hardware.setattr(rapl, "DEFAULT_ROOT", root)
+    (acme / "gpu_uj").unlink()
+    assert plan_meters().name == "rapl"
+
+
+def test_campaign_with_auto_records_the_third_party_counter(acme, no_hardware, tmp_path, shared_data):
+    """Real training on Flowers-17 metered by the third-party meter ``auto`` picked. The fake PDU
+    draws a steady 30 W CPU + 3 W RAM: a thread advances its counters as the hardware would."""
+    import threading
+
+    from ecnas_plugin.energy import campaign as cp
+
+    acme.mkdir()
+    no_hardware.setenv("ACME_PDU_DIR", str(acme))
+    t0 = time.perf_counter()
+    halt = threading.Event()
+
+    def tick():
+        elapsed = time.perf_counter() - t0
+        write_uj(acme, "cpu_uj", int(30e6 * elapsed))
+        write_uj(acme, "ram_uj", int(3e6 * elapsed))
+
+    def hardware():
+        while not halt.wait(0.01):
+            tick()
+
+    tick()  # the counters exist before anyone probes them
+    thread = threading.Thread(target=hardware, daemon=True)
+    thread.start()
+    try:
+        spec = cp.CampaignSpec(name="acme", space="nasbench201", epochs=2, network={"C": 4, "N": 1},
+                               archs=("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+"
+                                      "|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",), torch_threads=1)
+        table = cp.run_campaign(spec, tmp_path / "run", progress=False).table
+    finally:
+        halt.set()
+        thread.join()
+    row = table.frame.iloc[0]
+    assert table.manifest.components == ("cpu", "ram") and row["energy_method"] == "counter"
+    assert "acme-pdu" in table.manifest.tool and "ESTIMATED" not in table.manifest.notes
+    assert cp.campaign_metadata(table.manifest)["methods"] == {"cpu": "counter", "ram": "counter"}
+    assert row["cpu_power_w"] == pytest.approx(30.0, rel=0.25)
+    assert row["ram_energy_kwh"] / row["cpu_energy_kwh"] == pytest.approx(0.1, rel=0.25)
+
+
+# ---------------------------------------------------------------- CUDA at window edges
+
+
+def test_window_edges_synchronise_cuda(two_socket, monkeypatch):
+    """torch here is a CPU build, so ``torch.cuda`` is replaced by a recorder (the missing GPU).
+    The fake RAPL package counter gains 5 J inside each synchronisation, as the energy of queued
+    kernels finishing: the start edge keeps it out (queued before the window), the stop edge in."""
+    import torch
+
+    z = two_socket
+    calls = []
+    counter = {"uj": 1_000_000}
+
+    def synchronize(device=None):
+        calls.append("sync")
+        counter["uj"] += 5_000_000
+        set_uj(z["pkg0"], counter["uj"])
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", synchronize)
+    meter = RaplMeter(root=z["root"], components=["cpu"], poll_s=None)
+    meter.start()
+    assert calls == ["sync"]
+    counter["uj"] += 2_000_000  # 2 J of work inside the window
+    set_uj(z["pkg0"], counter["uj"])
+    r = meter.stop()
+    assert calls == ["sync", "sync"]
+    assert r.energy_j["cpu"] == pytest.approx(2.0 + 5.0)  # the window's work and what finished at its end
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)  # CUDA never used: no sync
+    with meter:
+        pass
+    assert calls == ["sync", "sync"] and not synchronize_cuda()
+
+
+def test_meters_never_import_torch():
+    """A meter used without torch (or before torch initialised CUDA) neither imports nor starts it."""
+    code = ("import sys, tempfile, pathlib\n"
+            "from ecnas_plugin.energy.meters import RaplMeter, synchronize_cuda\n"
+            "root = pathlib.Path(tempfile.mkdtemp())\n"
+            "z = root / 'intel-rapl:0'; z.mkdir()\n"
+            "(z / 'name').write_text('package-0'); (z / 'energy_uj').write_text('5')\n"
+            "(z / 'max_energy_range_uj').write_text('100')\n"
+            "with RaplMeter(root=root, poll_s=None) as m: pass\n"
+            "assert not synchronize_cuda() and 'torch' not in sys.modules, sorted(sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+

@@ -158,3 +158,46 @@ def test_runner_cli_entry(tmp_path, capsys):
     bad.write_text(yaml.safe_dump(dict(config, energy={"objectiv": "x"})))
     assert runner.run(str(bad), []) == 2
     assert "energy.objectiv" in capsys.readouterr().err
+
+
+def test_runs_record_the_naslib_they_ran_on(tmp_path):
+    """errors.json and pareto_front.json say which ecnas-plugin and NASLib produced them (NASLib's
+    version and source path; its commit, or 'unknown' with the reason where it cannot be known)."""
+    from ecnas_plugin.naslib import compat
+    from ecnas_plugin.version import __version__
+
+    traj, save = _run(tmp_path, "prov", optimizer="rs", energy=True, search={"epochs": 3})
+    front = json.loads((save / "pareto_front.json").read_text())
+    for record in (traj["ecnas_provenance"], front["provenance"]):
+        assert record["ecnas_plugin"]["version"] == __version__
+        naslib = record["naslib"]
+        assert naslib == json.loads(json.dumps(compat.naslib_provenance()))
+        assert naslib["version"] != "unknown" and naslib["path"].endswith("naslib")
+        assert naslib["commit"] != "unknown" or naslib["commit_from"].startswith("no .git in")
+    plain, _ = _run(tmp_path, "plain", optimizer="rs", search={"epochs": 3})
+    assert "ecnas_provenance" not in plain  # energy off: errors.json is NASLib's own
+
+
+def test_a_table_that_does_not_cover_the_space_is_refused_before_the_search_begins(tmp_path, capsys, monkeypatch):
+    """ecnas-4v energy on the 5-vertex space: a named energy.table error, and NASLib's Trainer never
+    starts ("Beginning search" is never logged); the same from a script that drives NASLib itself."""
+    from naslib.defaults.trainer import Trainer
+    from naslib.optimizers import RegularizedEvolution
+
+    from ecnas_plugin.naslib import spaces, subspace
+
+    started = []
+    monkeypatch.setattr(Trainer, "__init__", lambda self, *a, **k: started.append(a))
+    config = dict(BASE, out_dir=str(tmp_path / "run"), energy={"table": "ecnas-4v"})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert runner.run(str(path), []) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("ecnas naslib run: config key 'energy.table'") and "lacks 2441 of the 2532 cells" in err
+    assert started == [] and not any("Beginning search" in p.read_text() for p in tmp_path.rglob("log.log"))
+    # a script: the optimizer's adapt_search_space refuses before anything is evaluated
+    cfg = runner.load_config(str(path), [])
+    optimizer = RegularizedEvolution(cfg)
+    with pytest.raises(ConfigError) as info:
+        optimizer.adapt_search_space(spaces.search_space("ecnas-5v"), dataset_api=subspace.build_dataset_api("ecnas-5v"))
+    assert info.value.key == "energy.table"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from types import SimpleNamespace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from ecnas_plugin.errors import UnknownName
 from ecnas_plugin.naslib import compat
 from ecnas_plugin.naslib.config import ConfigError, parse_energy
 from ecnas_plugin.naslib.trace import FRONT_FILE, TRACE_FILE, EnergySource, RunState
+from ecnas_plugin.table import EnergyTable
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +31,13 @@ def full(shared_data):
 
 @pytest.fixture(scope="module")
 def partial(full):
-    """ecnas-5v without every third cell (sorted by key)."""
+    """ecnas-5v without every third cell (sorted by key), as a real EnergyTable; ``dropped``: those cells."""
     keys = sorted(full.frame["arch_key"].unique())
     dropped = set(keys[::3])
     frame = full.frame[~full.frame["arch_key"].isin(dropped)].reset_index(drop=True)
-    return SimpleNamespace(frame=frame, name="ecnas-5v-partial", dropped=sorted(dropped))
+    table = EnergyTable(frame, replace(full.manifest, name="ecnas-5v-partial"))
+    table.dropped = sorted(dropped)
+    return table
 
 
 def _predicted(keys: list[str]) -> pd.DataFrame:
@@ -121,8 +124,6 @@ def test_another_campaign_needs_calibration_and_another_budget_needs_scaling(sha
 
 
 def test_scaling_never_goes_down_and_other_columns_are_refused(shared_data, monkeypatch):
-    from dataclasses import replace
-
     four = ep.load_table("ecnas-4v")
     model = replace(S.default_predictor(), context=S.Context(campaign="ecnas-4v", epochs=12,
                                                              hardware="Quadro RTX 6000", dataset="cifar10"))

@@ -96,8 +96,9 @@ def test_missing_cell_and_bad_slice_are_named(table):
     cfg = parse_energy({"epochs": 108})
     with pytest.raises(ConfigError, match="energy.epochs"):
         EnergySource(table, cfg)
-    with pytest.raises(UnknownName, match="energy column"):
+    with pytest.raises(ConfigError, match="energy.column.*unknown energy column 'infer_energy_mj'") as info:
         EnergySource(table, replace(cfg, column="infer_energy_mj", epochs=None))
+    assert info.value.key == "energy.column"  # the key to change, like every other refusal
 
 
 def test_epoch_columns_for_errors_json(table, means):

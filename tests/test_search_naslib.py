@@ -16,7 +16,7 @@ def naslib_env(shared_data):
     missing = compat.missing_requirements()
     if missing:
         pytest.skip(f"NASLib is not importable here (missing: {', '.join(missing)}); "
-                    "see ecnas_plugin.naslib.compat.INSTALL_HELP")
+                    "see ecnas_plugin.naslib.compat.install_help()")
     compat.apply()
     from fvcore.common.config import CfgNode
 

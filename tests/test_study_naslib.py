@@ -25,7 +25,7 @@ from ecnas_plugin.study import naslib_runs
 
 MISSING = missing_requirements()
 needs_naslib = pytest.mark.skipif(bool(MISSING), reason=f"NASLib is not installed here (missing: {', '.join(MISSING)}); "
-                                                        "see ecnas_plugin.naslib.compat.INSTALL_HELP")
+                                                        "see ecnas_plugin.naslib.compat.install_help()")
 
 
 def tiny(**over) -> dict:
@@ -40,12 +40,31 @@ def tiny(**over) -> dict:
 @pytest.mark.parametrize("over, what, name", [
     ({"optimizers": ["naslib:darts"]}, "optimizer", "naslib:darts"),
     ({"optimizers": [{"name": "naslib:re", "params": {"popsize": 5}}]}, "parameter of optimizer 'naslib:re'", "popsize"),
-    ({"spaces": ["ecnas-4v-linscale"]}, "search space for NASLib optimizers", "ecnas-4v-linscale"),
 ])
 def test_bad_naslib_names_are_refused_before_the_naslib_check(over, what, name):
     with pytest.raises(UnknownName) as info:
         parse_study(tiny(**over))
     assert info.value.what == what and info.value.name == name and info.value.available
+
+
+def test_any_nb101_table_is_accepted_for_naslib_optimizers():
+    """No list of space names: every registered NB101 table with accuracies is a NASLib search space."""
+    study = parse_study(tiny(spaces=["ecnas-4v-linscale"], optimizers=["random"]))
+    naslib_runs.check_tables([s.space for s in study.runs])
+
+
+def test_a_table_the_bridge_cannot_serve_is_refused_by_name(monkeypatch):
+    """A table of a space that does not map onto NASLib's NB101 graphs (here an NB201 table) is
+    refused before anything runs, naming the table and what to do instead."""
+    from ecnas_plugin.registry import get_registry
+    from ecnas_plugin.table import TableSpec
+
+    monkeypatch.setitem(get_registry().items["tables"], "nb201-somewhere",
+                        TableSpec("nb201-somewhere", "nasbench201", "test", (), build=lambda files: None))
+    with pytest.raises(ConfigError) as info:
+        naslib_runs.check_tables(["ecnas-4v", "nb201-somewhere"])
+    assert info.value.key == "spaces[nb201-somewhere]"
+    assert "energy.table: nb201-somewhere" in str(info.value)  # search NASLib's own nasbench201 instead
 
 
 def test_unknown_optimizer_lists_the_naslib_ones_too():

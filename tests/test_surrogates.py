@@ -196,3 +196,24 @@ def test_surrogate_hook_and_cli(small_lgb, tmp_path, capsys, five):
     assert args.func(args) == 0
     result = json.loads(capsys.readouterr().out)["metrics"]
     assert result["excluded_training_cells"] == small_lgb.training["cells"]
+
+
+def test_registry_imports_no_surrogate_implementation():
+    """registry.py checks plugins against the light base class: loading every plugin imports
+    neither LightGBM nor the predictor, features or evaluation modules; public names still work."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ecnas_plugin.registry as r; reg = r.get_registry(); "
+            "assert sorted(reg.items['surrogates']) == ['additive', 'ensemble', 'lightgbm', 'mlp'], reg.items; "
+            "print(sorted(m for m in sys.modules if m.startswith(('lightgbm', 'ecnas_plugin.energy.surrogates'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert eval(out) == ["ecnas_plugin.energy.surrogates", "ecnas_plugin.energy.surrogates.base",
+                         "ecnas_plugin.energy.surrogates.models"]
+    from ecnas_plugin.energy.surrogates import base, models, predictor
+
+    assert S.Surrogate is base.Surrogate is models.Surrogate
+    assert S.predict is S.predict_energy is predictor.predict_energy and S.Predictor is predictor.Predictor
+    assert all(getattr(S, name) is not None for name in S.__all__)  # every exported name resolves
+    with pytest.raises(AttributeError):
+        S.no_such_name  # noqa: B018

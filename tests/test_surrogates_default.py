@@ -49,3 +49,25 @@ def test_predicts_seven_vertex_cells_as_predicted(default):
     assert np.isfinite(mean).all() and (mean > 0).all() and (sd > 0).all()
     rows = default.predict_energy(batch.cells()[:5])
     assert set(rows["source"]) == {"predicted"} and rows["train_energy_kwh"].to_numpy() == pytest.approx(mean[:5])
+
+
+# Predictions of the shipped model computed before the op-code tables were unified (features.OP_CODES
+# then swapped conv1x1/conv3x3 against the codec's SEVEN_V_OPS): the model's inputs did not move.
+PINNED = [
+    ("0100110001010000010000000100000001000000010000000:input,conv3x3-bn-relu,conv1x1-bn-relu,maxpool3x3,"
+     "conv1x1-bn-relu,maxpool3x3,output", 0.039626339503015015, 0.000941166141495795),
+    ("0100010001100100001000000010000000100000010000000:input,conv1x1-bn-relu,maxpool3x3,conv1x1-bn-relu,"
+     "conv1x1-bn-relu,conv1x1-bn-relu,output", 0.016628644760415534, 0.000937447178011665),
+    ("0100000100000100000100000:input,conv3x3-bn-relu,maxpool3x3,conv3x3-bn-relu,output",
+     0.027985474723463136, 0.0009373793673929865),
+    ("0100:input,output", 0.005626381881896328, 0.0009356324067634904),
+]
+
+
+def test_shipped_predictions_are_unchanged(default):
+    space = ep.get_space("nasbench101")
+    rows = default.predict_energy([space.parse_arch(text) for text, _, _ in PINNED])
+    np.testing.assert_allclose(rows["train_energy_kwh"], [m for _, m, _ in PINNED], rtol=1e-9)
+    np.testing.assert_allclose(rows["train_energy_sd_kwh"], [s for _, _, s in PINNED], rtol=1e-9)
+    batch = F.CellBatch.from_cells(space.parse_arch(text) for text, _, _ in PINNED)
+    np.testing.assert_array_equal(default.predict_batch(batch)[0], rows["train_energy_kwh"])

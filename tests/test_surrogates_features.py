@@ -138,3 +138,30 @@ def test_invalid_cell_raises_codec_error():
     with pytest.raises(InvalidArchitecture) as exc:
         F.CellBatch.from_cells([([[0, 1], [1, 0]], ["input", "output"])])
     assert exc.value.rule in ("cycle", "not-upper-triangular")
+
+
+def test_op_codes_are_the_codecs_own_tables(shared_data):
+    """One op-code table per space: a CellBatch holds NB101 ops in 7v_data.pt's codes (the codec's
+    SEVEN_V_OPS), and NB201 one-hot columns follow the codec's OPS (NASLib's op indices)."""
+    import torch
+
+    from ecnas_plugin.adapters import nasbench201 as nb201
+
+    assert F.OP_CODES == {op: code for code, op in nb101.SEVEN_V_OPS.items()} and F.PAD not in nb101.SEVEN_V_OPS
+    adjacency, opcodes, _, _ = (t.numpy() for t in torch.load(shared_data / "ecnas-7v" / "7v_data.pt",
+                                                               weights_only=True, map_location="cpu"))
+    full = [i for i in range(len(opcodes)) if (opcodes[i] != 0).all()
+            and nb101.from_7v_arrays(adjacency[i], opcodes[i]).pruned().num_vertices == 7][:500]
+    assert len(full) == 500
+    batch = F.CellBatch.from_cells(nb101.from_7v_arrays(adjacency[i], opcodes[i]) for i in full)
+    np.testing.assert_array_equal(batch.ops, opcodes[full])  # the file's codes, unchanged
+    np.testing.assert_array_equal(batch.adjacency, adjacency[full])
+    assert (batch.ops == F.C3).sum() == (opcodes[full] == 3).sum() > 0  # 3 is conv3x3 in both
+
+    assert F.NB201_OPS == nb201.OPS and F.NB201_EDGES == nb201.STRING_EDGES
+    arch = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|nor_conv_3x3~2|"
+    onehot = F.nb201_features([arch])[0, :30].reshape(6, 5)
+    ops = nb201.parse_arch_str(arch)
+    assert [nb201.OPS[k] for k in onehot.argmax(axis=1)] == list(ops)
+    assert F.nb201_feature_names()[:5] == [f"edge0_{op}" for op in nb201.OPS]
+    assert F.nb201_features([]).shape == (0, 32)  # names come without featurising anything

@@ -114,6 +114,9 @@ class SearchSpace(ABC):
     network_defaults: Mapping[str, int] = {}
     # The NASLib space this one maps onto (a NaslibMapping), or None.
     naslib: NaslibMapping | None = None
+    # With ``features``: a name for the feature computation, changed whenever it changes, so a saved
+    # surrogate refuses features it was not trained on (default: a digest of the feature names).
+    feature_set: str | None = None
 
     # ------------------------------------------------------------------ identity (required)
     @abstractmethod

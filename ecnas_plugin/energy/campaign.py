@@ -1,38 +1,34 @@
 """Measurement campaigns: train cells, meter every epoch, journal each finished measurement.
 
-A campaign (:class:`CampaignSpec`) names a space, its cells (a list, or a stratified sample from
-:func:`sample_cells`), the epochs, a dataset, a meter, the PUE and a hardware label.
+A campaign (:class:`CampaignSpec`) names a registered search space, its cells (a list, or a
+stratified sample from :func:`sample_cells`), the epochs, a dataset, a meter, the PUE and a
+hardware label. Nothing here knows any particular space: the space comes from the registry and
+must offer a network builder (``require("network")``; a stratified sample also needs
+``enumerate`` and ``strata``). Its ``network_defaults`` name the builder settings a campaign may
+override; a cell is stored as ``space.describe(space.arch(cell))`` (text the space reads back
+into a buildable architecture), keyed by ``space.canonical_key`` and built with
+``space.build_network(arch, num_classes, **network)``.
+
 :func:`run_campaign` trains every (cell, repeat) not yet in the journal, through an executor
-(local by default, Ray to scale out), and appends each finished measurement to an append-only
-JSON-lines journal; the driver is its only writer. Kill it at any moment and run it again: it
-resumes, losing no finished measurement and writing none twice (see the journal protocol below).
+(local by default, Ray to scale out), and appends each finished measurement to the append-only
+JSON-lines journal of :mod:`ecnas_plugin.energy.journal`; the driver is its only writer. Kill it
+at any moment and run it again: it resumes, losing no finished measurement and writing none twice.
 When every measurement is in, the journal becomes an :class:`EnergyTable` (one row per cell and
 repeat; per-epoch values in the checkpoints frame) saved to ``<out>/table``.
 
 Datasets: ``flowers17`` (real images, real accuracies) and ``cifar10-synthetic`` (CIFAR-10-shaped
 random inputs: energy at CIFAR scale only; accuracy columns stay empty, and the dataset name says
-so). The meter window covers each epoch's training steps; evaluation runs outside it.
-
-Journal protocol (one writer, the campaign driver, holding an exclusive ``flock`` on
-``<journal>.lock``): line 1 is the campaign header, every later line one finished measurement,
-written as ONE ``write`` of ``json + "\\n"`` to a file opened ``O_APPEND`` and ``fsync``-ed before
-the measurement counts as finished; every line carries the sha256 of its own content. A kill can
-leave at most one torn line, at the end and without its newline: on open it is reported and cut
-off (it never was a finished measurement). A newline-terminated line that fails its checksum, or
-a key recorded twice, means outside damage and raises :class:`DataFormatError`: nothing is
-silently merged or dropped.
+so). The meter window covers each epoch's training steps (the meter itself synchronises CUDA at
+the window's edges); evaluation runs outside it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
+import inspect
 import math
 import os
 import platform
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -42,188 +38,51 @@ from typing import Any
 
 import numpy as np
 
+from ecnas_plugin.errors import ConfigError, DataFormatError, EcnasError, UnknownName
 from ecnas_plugin.version import __version__
-from ecnas_plugin.errors import DataFormatError, EcnasError, UnknownName
 
-SPACES = ("nasbench101", "nasbench201")
+from .journal import Journal, JournalBusy, read  # noqa: F401  (JournalBusy: what a second driver gets)
+from .meters import meter_classes  # noqa: F401  (re-exported: `ecnas meters` lists them)
+
 DATASETS = ("flowers17", "cifar10-synthetic")
 JOURNAL_FILE = "journal.jsonl"
 TABLE_DIR = "table"
 # Changing any of these between runs would mix incomparable measurements in one journal.
 _IDENTITY_EXCLUDED = ("archs", "data_root", "torch_threads")
-# Default network sizes: NAS-Bench-201 / NAS-Bench-101 CIFAR-10 configurations.
-DEFAULT_NETWORK = {"nasbench201": {"C": 16, "N": 5}, "nasbench101": {"stem_channels": 128, "num_stacks": 3,
-                                                                    "cells_per_stack": 3}}
+MEASURE_FLOW = "ecnas measure"
+SAMPLE_FLOW = "ecnas measure --sample"
 
 
 class CampaignError(EcnasError, RuntimeError):
     """Some measurements of a campaign failed; the finished ones are in the journal."""
 
 
-# ====================================================================== the journal
-FORMAT = 1
+def measurable_space(space: object, *, sample: bool = False):
+    """The registered space ``space`` (a name or a SearchSpace), refused by name when it cannot be
+    measured: it needs a network builder, and for a stratified sample an enumeration and strata."""
+    from ecnas_plugin.adapters.base import SearchSpace
+    from ecnas_plugin.registry import get_registry
 
-
-class JournalBusy(EcnasError, RuntimeError):
-    """Another process is writing this journal."""
-
-
-def _digest(record: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "sha256"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def encode(record: Mapping[str, Any]) -> bytes:
-    """One journal line (with its checksum and trailing newline)."""
-    sealed = {**record, "sha256": _digest(record)}
-    return (json.dumps(sealed, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
-
-
-def record_key(record: Mapping[str, Any]) -> tuple[str, int]:
-    return (record["arch_key"], int(record["repeat"]))
-
-
-def read(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]], int]:
-    """Header, measurement records and the byte length of the intact part of ``path``.
-
-    Bytes after the last newline are a torn write (reported with a warning, not returned).
-    """
-    data = path.read_bytes() if path.exists() else b""
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        warnings.warn(f"{path}: ignoring a torn last line of {len(data) - end} bytes at byte {end} "
-                      f"(a write interrupted by a kill; that measurement was not finished)", stacklevel=2)
-    header = None
-    records: list[dict[str, Any]] = []
-    seen: dict[tuple[str, int], int] = {}
-    offset = 0
-    for line in data[:end].splitlines(keepends=True):
-        try:
-            record = json.loads(line)
-            ok = isinstance(record, dict) and record.get("sha256") == _digest(record)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            ok = False
-        if not ok:
-            raise DataFormatError(path, offset, "journal line is corrupt (bad JSON or checksum) but complete: "
-                                                "the file was damaged after it was written; refusing to guess")
-        if offset == 0:
-            if record.get("kind") != "campaign" or record.get("format") != FORMAT:
-                raise DataFormatError(path, 0, f"first line is not a format-{FORMAT} campaign header")
-            header = record
-        elif record.get("kind") != "measurement":
-            raise DataFormatError(path, offset, f"unexpected record kind {record.get('kind')!r}")
-        else:
-            key = record_key(record)
-            if key in seen:
-                raise DataFormatError(path, offset, f"measurement {key} recorded twice (first at byte "
-                                                    f"{seen[key]}): two writers? refusing to merge")
-            seen[key] = offset
-            records.append(record)
-        offset += len(line)
-    return header, records, end
-
-
-class Journal:
-    """The writer side: lock, recover a torn tail, check the header, append records durably."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._lock_fd: int | None = None
-        self._fd: int | None = None
-        self.keys: set[tuple[str, int]] = set()
-
-    def open(self, header: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Lock the journal and return (header as stored, finished records).
-
-        A new journal gets ``header``; an existing one must have been started with it (compared
-        by the caller through the returned header).
-        """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock()
-        try:
-            stored, records, intact = read(self.path)
-            if self.path.exists() and intact < self.path.stat().st_size:
-                os.truncate(self.path, intact)  # drop the torn tail so the next line starts clean
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            if stored is None:
-                stored = {"kind": "campaign", "format": FORMAT, **header}
-                self._write(encode(stored))
-                _fsync_dir(self.path.parent)
-                stored = read(self.path)[0]
-        except BaseException:
-            self.close()
-            raise
-        self.keys = {record_key(r) for r in records}
-        return stored, records  # type: ignore[return-value]
-
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Write one finished measurement durably; a key already recorded is refused."""
-        if self._fd is None:
-            raise EcnasError(f"journal {self.path} is not open")
-        key = record_key(record)
-        if key in self.keys:
-            raise EcnasError(f"measurement {key} is already in {self.path}; not writing it twice")
-        self._write(encode({"kind": "measurement", **record}))
-        self.keys.add(key)
-
-    def _write(self, line: bytes) -> None:
-        view = memoryview(line)
-        while view:
-            written = os.write(self._fd, view)  # type: ignore[arg-type]
-            view = view[written:]
-        os.fsync(self._fd)  # type: ignore[arg-type]
-
-    def _lock(self) -> None:
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            import fcntl
-        except ImportError:  # no flock (Windows): single-writer is the user's responsibility
-            return
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise JournalBusy(f"{self.path} is being written by another process "
-                              f"(lock {lock_path} is held); wait for it or use another output folder") from None
-
-    def close(self) -> None:
-        for attr in ("_fd", "_lock_fd"):
-            fd = getattr(self, attr)
-            if fd is not None:
-                os.close(fd)  # closing the lock fd releases the flock
-                setattr(self, attr, None)
-
-    def __enter__(self) -> Journal:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    resolved = space if isinstance(space, SearchSpace) else get_registry().space(space)
+    resolved.require("network", flow=MEASURE_FLOW)
+    if sample:
+        resolved.require("enumerate", "strata", flow=SAMPLE_FLOW)
+    return resolved
 
 
 # ====================================================================== the campaign
 @dataclass(frozen=True)
 class CampaignSpec:
-    """What to measure and how. ``archs`` are canonical NB201 arch strings, or NB101 cells as
-    ``ADJ:OPS`` (flattened adjacency, comma-separated ops; a module hash alone cannot be built).
+    """What to measure and how.
+
+    ``space`` is the name of a registered search space with a network builder (a SearchSpace
+    given here is stored by its name). ``archs`` are
+    cells in any text or object form the space accepts; they are stored as the space's buildable
+    text (``describe``: NB201's arch string, NB101's ``ADJ:OPS``), so a form that names a cell
+    without describing it (a module hash of a large NB101 cell) is refused with the space's rule.
     ``hardware`` is the label rows get (``""``: detected, e.g. ``"cpu: AMD EPYC 7B13"``).
-    ``network`` overrides builder sizes (NB201: C, N; NB101: stem_channels, num_stacks,
-    cells_per_stack); the defaults are the benchmarks' CIFAR-10 networks.
+    ``network`` overrides the space's builder settings (its ``network_defaults``, which are the
+    rest of the recorded ``network``).
     """
 
     name: str
@@ -247,26 +106,66 @@ class CampaignSpec:
     citation: str = ""
 
     def __post_init__(self) -> None:
-        if self.space not in SPACES:
-            raise UnknownName("campaign search space", self.space, SPACES)
+        space = measurable_space(getattr(self.space, "name", self.space))  # always the registry's space
         if self.dataset not in DATASETS:
             raise UnknownName("campaign dataset", self.dataset, DATASETS)
-        if not self.name or "\n" in self.name:
-            raise ValueError(f"campaign name must be one non-empty line, got {self.name!r}")
-        if self.epochs < 1 or self.repeats < 1 or self.batch_size < 1:
-            raise ValueError("epochs, repeats and batch_size must be >= 1")
-        if not (math.isfinite(self.pue) and self.pue >= 1.0):
-            raise ValueError(f"PUE must be >= 1.0 (1.0 = none), got {self.pue!r}")
-        unknown = set(self.network) - set(DEFAULT_NETWORK[self.space])
+        if not isinstance(self.name, str) or not self.name.strip() or "\n" in self.name:
+            raise ConfigError("name", f"must be one non-empty line, got {self.name!r}", "campaign")
+        for what in ("epochs", "repeats", "batch_size", "synthetic_samples"):
+            value = getattr(self, what)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(what, f"must be an integer >= 1, got {value!r}", "campaign")
+        if isinstance(self.pue, bool) or not (isinstance(self.pue, (int, float)) and math.isfinite(self.pue)
+                                               and self.pue >= 1.0):
+            raise ConfigError("pue", f"must be a number >= 1.0 (1.0 = none), got {self.pue!r}", "campaign")
+        if isinstance(self.lr, bool) or not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr)
+                                              and self.lr > 0):
+            raise ConfigError("lr", f"must be a number > 0, got {self.lr!r}", "campaign")
+        if self.torch_threads is not None and (isinstance(self.torch_threads, bool)
+                                               or not isinstance(self.torch_threads, int) or self.torch_threads < 1):
+            raise ConfigError("torch_threads", f"must be an integer >= 1, got {self.torch_threads!r}", "campaign")
+        parts = self.meter.split("+") if isinstance(self.meter, str) else [self.meter]
+        known = meter_classes()
+        if self.meter != "auto":
+            for part in parts:
+                if part not in known:
+                    raise UnknownName("meter", part, ["auto", *known])
+        from ecnas_plugin.networks.train import OPTIMIZERS
+
+        if self.optimizer not in OPTIMIZERS:
+            raise UnknownName("optimizer", self.optimizer, OPTIMIZERS)
+        defaults = dict(space.network_defaults)
+        unknown = sorted(set(self.network) - set(defaults))
         if unknown:
-            raise UnknownName(f"{self.space} network setting", sorted(unknown)[0], DEFAULT_NETWORK[self.space])
-        archs = tuple(canonical_arch(self.space, a) for a in self.archs)
-        if len(set(archs)) != len(archs):
-            raise ValueError("the cell list names a cell twice")
-        object.__setattr__(self, "archs", archs)
-        object.__setattr__(self, "network", {**DEFAULT_NETWORK[self.space], **dict(self.network)})
+            raise UnknownName(f"{self.space} network setting", unknown[0], defaults)
+        archs, keys, seen = [], {}, set()
+        for given in self.archs:
+            arch = space.arch(given)
+            text, key = space.describe(arch), space.canonical_key(arch)
+            if key in seen:
+                raise ConfigError("archs", f"the cell list names {key!r} twice (the second time as {given!r})",
+                                  "campaign")
+            seen.add(key)
+            archs.append(text)
+            keys[text] = key
+        object.__setattr__(self, "space", space.name)  # a SearchSpace given: stored by its name
+        object.__setattr__(self, "archs", tuple(archs))
+        object.__setattr__(self, "network", {**defaults, **dict(self.network)})
+        object.__setattr__(self, "_keys", keys)
         if not self.hardware:
             object.__setattr__(self, "hardware", detect_hardware())
+
+    @property
+    def search_space(self):
+        """The registered SearchSpace this campaign measures."""
+        return measurable_space(self.space)
+
+    def key(self, arch: str) -> str:
+        """The table key (the space's canonical key) of one of this campaign's cells."""
+        try:
+            return self._keys[arch]  # type: ignore[attr-defined]
+        except KeyError:
+            return arch_key(self.search_space, arch)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -283,32 +182,17 @@ class CampaignSpec:
         return {k: v for k, v in self.to_dict().items() if k not in _IDENTITY_EXCLUDED}
 
 
-def canonical_arch(space: str, arch: object) -> str:
-    """The buildable form of a cell: NB201 arch string; NB101 ``ADJ:OPS`` of the pruned cell."""
-    if space == "nasbench201":
-        from ecnas_plugin.adapters.nasbench201 import NasBench201
-
-        adapter = NasBench201()
-        return adapter.canonical_key(adapter.parse_arch(arch) if isinstance(arch, str) else arch)
-    from ecnas_plugin.adapters.nasbench101 import Cell, NasBench101, to_flat_adjacency
-    from ecnas_plugin.errors import InvalidArchitecture
-
-    cell = NasBench101().parse_arch(arch) if isinstance(arch, str) else arch
-    if isinstance(cell, (tuple, list)) and len(cell) == 2:
-        cell = Cell(*cell)
-    if not isinstance(cell, Cell):
-        raise InvalidArchitecture("not-buildable", "a module hash names a cell but cannot build it; "
-                                  "give the cell as ADJ:OPS or JSON {matrix, ops}", arch)
-    return ":".join(to_flat_adjacency(cell.pruned()))
+def canonical_arch(space: object, arch: object) -> str:
+    """The buildable text of a cell: ``space.describe(space.arch(arch))`` (``space``: a registered
+    name or a SearchSpace)."""
+    sp = measurable_space(space)
+    return sp.describe(sp.arch(arch))
 
 
-def arch_key(space: str, arch: str) -> str:
-    """The table key of a buildable cell (NB101: module hash; NB201: the arch string itself)."""
-    if space == "nasbench201":
-        return arch
-    from ecnas_plugin.adapters.nasbench101 import from_flat_adjacency, module_hash
-
-    return module_hash(from_flat_adjacency(*arch.split(":", 1)))
+def arch_key(space: object, arch: object) -> str:
+    """The table key of a cell: the space's canonical key of its architecture."""
+    sp = measurable_space(space)
+    return sp.canonical_key(sp.arch(arch))
 
 
 def detect_hardware() -> str:
@@ -329,35 +213,44 @@ def detect_hardware() -> str:
 
 
 # ---------------------------------------------------------------------- stratified samples
-def _strata(space: str, max_vertices: int) -> list[tuple[tuple, str]]:
-    """Every cell of the space with its stratum: op counts (NB201); vertices, edges, op counts (NB101)."""
-    if space == "nasbench201":
-        from ecnas_plugin.adapters.nasbench201 import OPS, to_arch_str
-
-        return [(tuple(ops.count(o) for o in OPS), to_arch_str(ops)) for ops in itertools.product(OPS, repeat=6)]
-    if space == "nasbench101":
-        from ecnas_plugin.adapters.nasbench101 import OPS, enumerate_cells, to_flat_adjacency
-
-        out = []
-        for cell in enumerate_cells(max_vertices):
-            inner = tuple(cell.ops)[1:-1]
-            stratum = (cell.num_vertices, cell.num_edges, *(inner.count(o) for o in OPS))
-            out.append((stratum, ":".join(to_flat_adjacency(cell))))
-        return out
-    raise UnknownName("campaign search space", space, SPACES)
+def enumeration_limits(space) -> dict[str, inspect.Parameter]:
+    """The keyword limits a space's ``enumerate`` takes (NB101: ``max_vertices``), by name."""
+    params = inspect.signature(space.enumerate).parameters
+    return {n: p for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
-def sample_cells(space: str, n: int, seed: int = 0, max_vertices: int = 5) -> list[str]:
-    """``n`` distinct cells drawn by systematic stratified sampling over the whole space.
+def strata(space, limits: Mapping[str, int] | None = None) -> list[tuple[tuple, str]]:
+    """Every cell ``space.enumerate(**limits)`` yields, as (its ``stratum``, its ``describe`` text).
 
-    Cells are ordered by stratum (NB201: how many edges carry each op; NB101: vertices, edges and
-    op counts, over cells of at most ``max_vertices`` vertices), randomly within a stratum, and
-    every (size/n)-th is taken from a random start: each stratum gets its proportional share
-    (within one cell), so the sample spans cheap and expensive cells alike.
+    An unknown limit is refused naming the limits the space's enumeration takes."""
+    sp = measurable_space(space, sample=True)
+    limits = dict(limits or {})
+    accepted = enumeration_limits(sp)
+    for name in limits:
+        if name not in accepted:
+            raise UnknownName(f"enumeration limit of {sp.name}", name, accepted,
+                              context="" if accepted else "(its enumeration takes no limits)")
+    try:
+        cells = list(sp.enumerate(**limits))
+    except (TypeError, ValueError) as exc:  # e.g. NB101's max_vertices outside 2..7
+        raise CampaignError(f"{sp.name} enumeration with limits {limits}: {exc}") from None
+    return [(tuple(sp.stratum(a)), sp.describe(a)) for a in cells]
+
+
+def sample_cells(space: object, n: int, seed: int = 0, limits: Mapping[str, int] | None = None) -> list[str]:
+    """``n`` distinct cells of ``space`` (a registered name or a SearchSpace) drawn by systematic
+    stratified sampling over ``space.enumerate(**limits)``.
+
+    Cells are ordered by ``space.stratum`` (NB201: how many edges carry each op; NB101: vertices,
+    edges and op counts), randomly within a stratum, and every (size/n)-th is taken from a random
+    start: each stratum gets its proportional share (within one cell), so the sample spans cheap
+    and expensive cells alike. Returns the cells' ``describe`` texts (what a CampaignSpec takes).
     """
-    population = _strata(space, max_vertices)
-    if not 1 <= n <= len(population):
-        raise ValueError(f"sample size must be in 1..{len(population)} for {space}, got {n}")
+    sp = measurable_space(space, sample=True)
+    population = strata(sp, limits)
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(population):
+        raise CampaignError(f"sample size must be in 1..{len(population)} for {sp.name}"
+                            + (f" with limits {dict(limits)}" if limits else "") + f", got {n!r}")
     rng = np.random.default_rng(seed)
     jitter = rng.random(len(population))
     order = sorted(range(len(population)), key=lambda i: (population[i][0], jitter[i]))
@@ -368,10 +261,11 @@ def sample_cells(space: str, n: int, seed: int = 0, max_vertices: int = 5) -> li
 
 # ---------------------------------------------------------------------- meters
 def make_meter(name: str, gpus: Sequence[int] | None = None):
-    """A meter by name: ``auto`` (best that works here), ``nvml``, ``rapl``, ``codecarbon``, or
-    several joined by ``+`` (e.g. ``nvml+rapl``) combined over one window. ``gpus`` restricts NVML
-    to those device indices (a task's own GPU, not its neighbours')."""
-    from ecnas_plugin.energy.meters import CombinedMeter, NvmlMeter, default_meter
+    """A meter by name: ``auto`` (the best combination of registered meters that works here, see
+    :func:`~ecnas_plugin.energy.meters.default_meter`), any registered meter's name, or several
+    joined by ``+`` (e.g. ``nvml+rapl``) combined over one window. ``gpus`` restricts meters that
+    take ``device_indices`` (NVML) to those devices (a task's own GPU, not its neighbours')."""
+    from ecnas_plugin.energy.meters import CombinedMeter, default_meter
 
     if name == "auto":
         meter = default_meter()
@@ -385,7 +279,7 @@ def make_meter(name: str, gpus: Sequence[int] | None = None):
         meter = meters[0] if len(meters) == 1 else CombinedMeter(meters)
     if gpus is not None:
         for m in getattr(meter, "meters", [meter]):
-            if isinstance(m, NvmlMeter):
+            if hasattr(m, "device_indices"):
                 m.device_indices = list(gpus)
     return meter
 
@@ -396,15 +290,6 @@ def visible_gpus() -> list[int] | None:
     if value is None or not all(v.strip().isdigit() for v in value.split(",")):
         return None  # unset, or UUIDs: NVML meters every GPU and the record says which
     return [int(v) for v in value.split(",")]
-
-
-def meter_classes() -> dict[str, type]:
-    """Meter classes by name, as the plugins (built-ins first) registered them through ``ecnas_meters``.
-
-    A broken plugin is reported by the registry and skipped; the others still measure."""
-    from ecnas_plugin.registry import get_registry
-
-    return dict(get_registry().items["meters"])
 
 
 # ---------------------------------------------------------------------- one measurement
@@ -429,22 +314,17 @@ def measure(spec_data: Mapping[str, Any], arch: str, repeat: int) -> dict[str, A
     """
     import torch
 
-    from ecnas_plugin.networks import build_nb101, build_nb201, count_flops, count_params, evaluate, train
+    from ecnas_plugin.networks import count_flops, count_params, evaluate, train
 
     spec = CampaignSpec.from_dict(spec_data)
+    space = spec.search_space
     if spec.torch_threads:
         torch.set_num_threads(spec.torch_threads)
     train_split, val, test = _data(spec.dataset, spec.data_root, spec.synthetic_samples, spec.seed)
     classes = 17 if spec.dataset == "flowers17" else 10
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(spec.seed + repeat)
-    if spec.space == "nasbench201":
-        model = build_nb201(arch, num_classes=classes, **spec.network)
-    else:
-        from ecnas_plugin.adapters.nasbench101 import from_flat_adjacency
-
-        model = build_nb101(from_flat_adjacency(*arch.split(":", 1)), num_classes=classes, bn_momentum=0.1,
-                            **spec.network)
+    model = space.build_network(space.arch(arch), classes, **spec.network)
     model.to(device)
     input_shape = tuple(train_split.x.shape[1:])
     params, flops = count_params(model), count_flops(model, input_shape)
@@ -457,9 +337,7 @@ def measure(spec_data: Mapping[str, Any], arch: str, repeat: int) -> dict[str, A
         meter.start()
 
     def end(epoch: int, stats) -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()  # the window must cover the queued kernels
-        reading = meter.stop()
+        reading = meter.stop()  # the meter synchronises CUDA first: the window covers queued kernels
         stop = _now()
         real = spec.dataset == "flowers17"
         epochs.append({
@@ -478,7 +356,7 @@ def measure(spec_data: Mapping[str, Any], arch: str, repeat: int) -> dict[str, A
     finally:
         meter.abandon()  # no-op unless training raised inside a window
     return {
-        "arch_key": arch_key(spec.space, arch), "arch": arch, "repeat": repeat,
+        "arch_key": spec.key(arch), "arch": arch, "repeat": repeat,
         "meter": meter.name, "device": detect_hardware(), "host": platform.node(), "pid": os.getpid(),
         "params": params, "flops": flops, "run_start_time": started, "run_stop_time": _now(),
         "run_time_s": time.perf_counter() - t0, "epochs": epochs,
@@ -522,7 +400,7 @@ def run_campaign(spec: CampaignSpec, out: Path | str, executor: object = "local"
             raise CampaignError(f"{journal.path} belongs to a campaign with other settings ({', '.join(diff)}); "
                                 f"use another output folder or the same settings")
         done = set(journal.keys)
-        todo = [(a, r) for a in spec.archs for r in range(spec.repeats) if (arch_key(spec.space, a), r) not in done]
+        todo = [(a, r) for a in spec.archs for r in range(spec.repeats) if (spec.key(a), r) not in done]
         failures: list[str] = []
         bar = tqdm(total=len(done) + len(todo), initial=len(done), desc=f"measure {spec.name}",
                    unit="run", disable=not progress)
@@ -559,14 +437,15 @@ def load_journal(path: Path | str) -> tuple[CampaignSpec, list[dict[str, Any]]]:
 def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
     """The campaign's EnergyTable: one row per measurement, one checkpoint row per epoch.
 
-    Energies: ``train_energy_kwh`` is the sum of the epoch windows with the PUE applied;
-    ``<component>_energy_kwh`` stay raw. Refuses records from different meters, methods or
-    devices: one campaign, one way of measuring.
+    Energies: the epoch windows are summed into one cumulative reading per checkpoint, and
+    :func:`~ecnas_plugin.energy.meters.base.apply_pue` (the one PUE function) turns it into
+    ``train_energy_kwh`` / checkpoint ``energy_kwh`` and ``co2eq_g`` with the PUE applied, and raw
+    ``<component>_energy_kwh``. Refuses records from different meters, methods or devices: one
+    campaign, one way of measuring.
     """
     import pandas as pd
 
-    from ecnas_plugin.energy.meters.base import weakest_method
-    from ecnas_plugin.schema import J_PER_KWH
+    from ecnas_plugin.energy.meters.base import Reading, apply_pue, weakest_method
     from ecnas_plugin.table import EnergyTable, Manifest
 
     if not records:
@@ -593,24 +472,26 @@ def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
                 joules[c] += e["energy_j"][c]
             seconds += e["duration_s"]
             if with_co2:
-                co2 += e["co2eq_g"] * spec.pue
+                co2 += e["co2eq_g"]
+            so_far = apply_pue(Reading(rec["meter"], dict(joules), dict(methods), seconds,
+                                       co2eq_g=co2 if with_co2 else None), spec.pue)
             checkpoints.append({
                 **key, "checkpoint": e["epoch"], "epoch": float(e["epoch"]), "train_time_s": seconds,
                 "train_acc": e["train_acc"], "val_acc": e["val_acc"], "test_acc": e["test_acc"],
-                "energy_kwh": sum(joules.values()) / J_PER_KWH * spec.pue,
-                **({"co2eq_g": co2} if with_co2 else {}),
+                "energy_kwh": so_far["energy_kwh"],
+                **({"co2eq_g": so_far["co2eq_g"]} if with_co2 else {}),
                 "start_time": e["start_time"], "stop_time": e["stop_time"],
             })
         last = rec["epochs"][-1]
-        row = {**key, "source": "measured", "train_energy_kwh": sum(joules.values()) / J_PER_KWH * spec.pue,
+        row = {**key, "source": "measured", "train_energy_kwh": so_far["energy_kwh"],
                "train_time_s": seconds, "run_time_s": rec["run_time_s"],
                "run_start_time": rec["run_start_time"], "run_stop_time": rec["run_stop_time"],
-               **{f"{c}_energy_kwh": j / J_PER_KWH for c, j in joules.items()},
+               **{f"{c}_energy_kwh": so_far[f"{c}_energy_kwh"] for c in components},
                **{f"{c}_power_w": joules[c] / seconds for c in ("gpu", "cpu") if c in joules and seconds > 0},
                "train_acc": last["train_acc"], "val_acc": last["val_acc"], "test_acc": last["test_acc"],
                "params": rec["params"], "flops": float(rec["flops"])}
         if with_co2:
-            row["co2eq_g"] = co2
+            row["co2eq_g"] = so_far["co2eq_g"]
         row["energy_method"] = weakest_method(methods.values())
         rows.append(row)
     estimated = sorted(c for c, m in methods.items() if m == "estimated")

@@ -5,6 +5,12 @@ A measurement file is a table folder (``manifest.json`` + ``table.parquet`` [+
 holding such a ``table/``, or a ``.parquet`` file with its manifest beside it (``manifest.json``
 or ``<stem>.manifest.json``) or given explicitly.
 
+The table's space must be a registered search space, and every ``arch_key`` (of the rows and of
+the checkpoints) goes through that space's ``canonical_key``: a key the space refuses is reported
+with its row, and accepted keys are stored in canonical form (so an upper-case module hash cannot
+slip past the duplicate check). The target is a user table: a plain name starting with ``user-``
+(default ``user-<space>``), a folder directly under the cache's ``tables/``.
+
 Every check runs and every problem is reported with its row before anything is written: schema
 (columns, NaN, ranges, choices), units and plausibility (implied average IT power within the range
 of the device and components measured: a kWh column holding joules or a time in milliseconds
@@ -17,6 +23,7 @@ with :meth:`EnergyTable.save` (temp folder, then rename); a rejection changes no
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -25,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecnas_plugin.errors import DataFormatError, EcnasError, SchemaError
+from ecnas_plugin.errors import DataFormatError, EcnasError, InvalidArchitecture, SchemaError, UnknownName
 from ecnas_plugin.hookspecs import hookimpl
 from ecnas_plugin.schema import COLUMNS, J_PER_KWH, KEY_COLUMNS, row_problems
 from ecnas_plugin.table import (CHECKPOINTS_FILE, MANIFEST_FILE, TABLE_FILE, EnergyTable, Manifest, TableSpec,
@@ -34,6 +41,8 @@ from ecnas_plugin.table import (CHECKPOINTS_FILE, MANIFEST_FILE, TABLE_FILE, Ene
 from .campaign import campaign_metadata
 
 USER_PREFIX = "user-"
+# A user table's name: one plain path component under the cache's tables folder.
+_TABLE_NAME = re.compile(r"user-[A-Za-z0-9][A-Za-z0-9._-]*")
 # Average power one device of each component can draw (W): generous bounds for unknown devices.
 COMPONENT_POWER_W = {"gpu": (5.0, 1000.0), "cpu": (0.5, 600.0), "ram": (0.1, 200.0)}
 # Known GPUs (substring of the hardware label): upper bound = 1.5 x board power (TDP).
@@ -260,6 +269,57 @@ def _metadata_problems(frame: pd.DataFrame, meta: Manifest) -> list[Problem]:
     return problems
 
 
+# ---------------------------------------------------------------------- space, keys, target
+def registered_space(name: object):
+    """The registered search space a contributed table names, or a file-level Problem."""
+    from ecnas_plugin.registry import get_registry
+
+    try:
+        return get_registry().space(name)  # type: ignore[arg-type]
+    except (UnknownName, TypeError) as exc:
+        return Problem(None, "space", f"the manifest's space {name!r} is not a registered search space ({exc}); "
+                                      f"install the plugin that provides it")
+
+
+def canonical_keys(frame: pd.DataFrame, space, what: str = "") -> tuple[pd.DataFrame, list[Problem]]:
+    """``frame`` with every ``arch_key`` replaced by ``space.canonical_key`` of it, and a Problem
+    (naming the row and the space's rule) for each key the space refuses."""
+    if "arch_key" not in frame:
+        return frame, []
+    problems, keys, cache = [], [], {}
+    for i, key in enumerate(frame["arch_key"].tolist()):
+        if key not in cache:
+            try:
+                cache[key] = space.canonical_key(key) if isinstance(key, str) else InvalidArchitecture(
+                    "bad-key", f"a key must be text, got {type(key).__name__}", key)
+            except InvalidArchitecture as exc:
+                cache[key] = exc
+        found = cache[key]
+        if isinstance(found, InvalidArchitecture):
+            message = f"not a {space.name} key: {found}"
+            problems.append(Problem(None, "arch_key", f"{what}row {i}: {message}") if what
+                            else Problem(i, "arch_key", message))
+            keys.append(key)
+        else:
+            keys.append(found)
+    return frame.assign(arch_key=keys), problems
+
+
+def user_table_dir(name: str) -> Path:
+    """The folder of user table ``name``; refuses (EcnasError) anything but a plain ``user-...``
+    name that lands directly in the cache's tables folder."""
+    from ecnas_plugin.api import table_dir
+
+    if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name) or name.endswith((".old", ".lock")):
+        raise EcnasError(f"user table name {name!r}: must be a plain name starting with {USER_PREFIX!r} "
+                         f"(letters, digits, '.', '_', '-'; no path), e.g. 'user-nasbench201-pue15'")
+    folder = table_dir(name)
+    root = table_dir("x").parent
+    if folder.resolve().parent != root.resolve():
+        raise EcnasError(f"user table name {name!r}: {folder} is not directly under {root}")
+    return folder
+
+
 # ---------------------------------------------------------------------- merging
 def contribute(path: Path | str, *, into: str | None = None, manifest: Path | str | None = None,
                power_range_w: tuple[float, float] | None = None, dry_run: bool = False) -> ContributionReport:
@@ -268,16 +328,30 @@ def contribute(path: Path | str, *, into: str | None = None, manifest: Path | st
     Returns a report; when it lists problems, no file was changed. A second contribution of the
     same rows is rejected as duplicates. ``dry_run`` checks without writing.
     """
-    from ecnas_plugin.api import table_dir
-
     path = Path(path)
+    if into is not None:
+        try:
+            user_table_dir(into)
+        except EcnasError as exc:
+            return ContributionReport(path, str(into), 0, [Problem(None, "into", str(exc))])
     try:
         frame, checkpoints, meta = read_measurement(path, manifest)
     except (DataFormatError, SchemaError) as exc:
         return ContributionReport(path, into or "?", 0, [Problem(None, None, str(exc))])
-    target = into or f"{USER_PREFIX}{meta.space}"
-    folder = table_dir(target)
+    space = registered_space(meta.space)
+    if isinstance(space, Problem):
+        return ContributionReport(path, into or "?", len(frame), [space])
+    target = into or f"{USER_PREFIX}{space.name}"
     report = ContributionReport(path, target, len(frame), dry_run=dry_run)
+    try:
+        folder = user_table_dir(target)
+    except EcnasError as exc:
+        report.problems.append(Problem(None, "into", str(exc)))
+        return report
+    frame, key_problems = canonical_keys(frame, space)
+    if checkpoints is not None:
+        checkpoints, more = canonical_keys(checkpoints, space, what="checkpoints ")
+        key_problems += more
     with _locked(folder):
         restore_interrupted_save(folder)  # a crashed earlier merge must not look like "no table yet"
         try:
@@ -288,7 +362,9 @@ def contribute(path: Path | str, *, into: str | None = None, manifest: Path | st
         if existing is not None and existing.space != meta.space:
             report.problems.append(Problem(None, "space", f"table {target!r} holds {existing.space!r}, "
                                                           f"the file {meta.space!r}"))
+        report.problems += key_problems
         report.problems += check_rows(frame, meta, existing, power_range_w)
+        report.problems.sort(key=lambda p: (-1 if p.row is None else p.row, p.column or ""))
         if report.problems:
             return report
         try:

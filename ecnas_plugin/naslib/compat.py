@@ -16,9 +16,14 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import importlib.metadata
 import importlib.util
+import json
 import re
+import shlex
 import sys
+import urllib.parse
+from pathlib import Path
 
 from ecnas_plugin.errors import EcnasError
 
@@ -55,23 +60,130 @@ REQUIREMENTS = {
     "six": "six",
     "tensorwatch": "tensorwatch",
     "tornado": "tornado",
+    # imported by pybnn and tensorwatch at NASLib import (missing where those were installed --no-deps)
+    "emcee": "emcee",
+    "zmq": "pyzmq",
+    "nbformat": "nbformat",
+    "graphviz": "graphviz",
+    "ipywidgets": "ipywidgets",
+    "matplotlib": "matplotlib",
 }
 
-INSTALL_HELP = """\
-NASLib is not on PyPI; install it from source next to ecnas-plugin (Python >= 3.10 works with the
-shims ecnas-plugin applies at run time; NASLib's setup.py refuses Python > 3.9, so put its source
-directory on the path with a .pth file instead of running setup.py):
+# What NASLib's steps install with pip, beyond torch/torchvision and ecnas-plugin itself (pip names).
+NASLIB_PIP = ("ConfigSpace", "fvcore", "yacs", "scikit-learn", "scikit-image", "pytorch-msssim", "transforms3d",
+              "nasbench-pytorch", "seaborn", "ngboost", "xgboost", "pybnn", "pyro-ppl", "grakel", "six",
+              "tensorwatch", "tornado", "pillow", "emcee", "pyzmq", "nbformat", "graphviz", "ipywidgets")
+NUMPY_PIN = "numpy<2.4"  # NASLib's Trainer.__init__ breaks on numpy >= 2.4
+TORCH_TESTED = "2.13.0"  # the torch the bridge was checked with (torchvision 0.28.0)
+NASLIB_REPO = "https://github.com/automl/NASLib"
 
-    git clone -b Develop https://github.com/automl/NASLib /path/to/NASLib
-    python -m venv venv && . venv/bin/activate
-    pip install torch 'numpy<2.4'          # NASLib's Trainer breaks on numpy >= 2.4
-    pip install --no-deps torchvision==<the version matching torch>   # e.g. 0.28.0 for torch 2.13
-    pip install ConfigSpace pyyaml fvcore scikit-learn scipy scikit-image pytorch-msssim \\
-        transforms3d nasbench-pytorch seaborn ngboost xgboost lightgbm pybnn pyro-ppl grakel \\
-        six tensorwatch tornado pillow
-    echo /path/to/NASLib > "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/naslib-src.pth"
-    pip install ecnas-plugin
-"""
+
+def torchvision_for(torch_version: str) -> str | None:
+    """The torchvision release built for ``torch_version`` (torch 2.m.p ↔ torchvision 0.(m+15).p)."""
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", torch_version)
+    if not m or m.group(1) != "2":
+        return None
+    minor, patch = int(m.group(2)), int(m.group(3))
+    return {(0, 1): "0.15.2"}.get((minor, patch), f"0.{minor + 15}.{patch}")
+
+
+def _torch_pair() -> tuple[str, str]:
+    """(torch, torchvision) for the steps: this environment's torch if it has one with a known
+    torchvision, else the tested pair."""
+    try:
+        found = importlib.metadata.version("torch").split("+")[0]
+    except importlib.metadata.PackageNotFoundError:
+        found = None
+    vision = torchvision_for(found) if found else None
+    return (found, vision) if vision else (TORCH_TESTED, torchvision_for(TORCH_TESTED))  # type: ignore[return-value]
+
+
+def _package_root() -> Path:
+    """The folder of the imported ``ecnas_plugin`` package (a checkout's, or site-packages')."""
+    import ecnas_plugin
+
+    return Path(ecnas_plugin.__file__).resolve().parent
+
+
+def plugin_source() -> tuple[str, str]:
+    """Where this ecnas-plugin comes from, as (kind, what pip installs):
+    ``checkout`` (the package lies in a source tree: ``-e PATH``); else what pip recorded in
+    ``direct_url.json``: ``wheel`` (the wheel file it was installed from), ``editable`` /
+    ``directory`` (a source folder), ``vcs`` or ``url``; else ``index`` (``ecnas-plugin==VERSION``)."""
+    from ecnas_plugin.version import __version__
+
+    root = _package_root().parent
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and re.search(r'^name\s*=\s*"ecnas-plugin"', pyproject.read_text(), re.M):
+        return "checkout", str(root)
+    try:
+        direct = importlib.metadata.distribution("ecnas-plugin").read_text("direct_url.json")
+    except importlib.metadata.PackageNotFoundError:
+        direct = None
+    info = json.loads(direct) if direct else {}
+    url = str(info.get("url", ""))
+    if url.startswith("file://"):
+        path = urllib.parse.unquote(urllib.parse.urlparse(url).path)
+        if "dir_info" in info:
+            return ("editable" if info["dir_info"].get("editable") else "directory"), path
+        return "wheel", path
+    if "vcs_info" in info:
+        vcs = info["vcs_info"]
+        return "vcs", f"{vcs.get('vcs', 'git')}+{url}@{vcs.get('commit_id', '')}".rstrip("@")
+    if url:
+        return "url", url
+    return "index", f"ecnas-plugin=={__version__}"
+
+
+def install_steps() -> list[str]:
+    """The shell commands that give a fresh virtual environment NASLib next to this ecnas-plugin
+    (checked for real in fresh venvs, from a checkout and from a wheel)."""
+    torch, vision = _torch_pair()
+    kind, what = plugin_source()
+    plugin = ["-e", shlex.quote(what)] if kind in ("checkout", "editable") else [shlex.quote(what)]
+    purelib = "$(python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')"
+    return [
+        f"git clone -b Develop {NASLIB_REPO} NASLib",
+        "python3 -m venv naslib-venv && . naslib-venv/bin/activate",
+        f"printf '{NUMPY_PIN}\\ntorch=={torch}\\n' > naslib-constraints.txt",
+        # one resolution for everything: nothing installed by one step is downgraded by the next
+        _wrapped(("pip install -c naslib-constraints.txt", " ".join(plugin), f"torchvision=={vision}", *NASLIB_PIP), 8),
+        f'echo "$PWD/NASLib" > "{purelib}/naslib-src.pth"',
+        "python -c 'import ecnas_plugin.naslib as bridge; bridge.install(); print(\"NASLib bridge ready\")'",
+    ]
+
+
+def _wrapped(words: tuple[str, ...], indent: int, width: int = 88) -> str:
+    """``words`` joined by spaces, continued with backslash-newlines (the steps stay runnable)."""
+    lines, line = [], ""
+    for w in words:
+        if line and len(line) + len(w) + 1 > width - indent - 2:
+            lines.append(line)
+            line = w
+        else:
+            line = f"{line} {w}" if line else w
+    lines.append(line)
+    return (" \\\n" + " " * indent).join(lines)
+
+
+def install_help() -> str:
+    """The printed set-up: why, then :func:`install_steps` for this copy of ecnas-plugin."""
+    kind, what = plugin_source()
+    source = {"checkout": f"the checkout at {what}", "directory": f"the source folder {what}",
+              "editable": f"the source folder {what} (editable)",
+              "wheel": f"the wheel it was installed from ({what}"
+                       + (")" if Path(what).exists() else "; not there any more: give its new path)"),
+              "vcs": f"the repository it was installed from ({what})", "url": f"{what}",
+              "index": f"your package index ({what})"}[kind]
+    steps = "\n".join(f"    {s}" for s in install_steps())
+    return (
+        "NASLib is not on PyPI; install it from source in a fresh virtual environment, next to ecnas-plugin.\n"
+        "NASLib's setup.py refuses Python > 3.9 and its code needs small shims on Python >= 3.10 (ecnas-plugin\n"
+        "applies them at run time), so its source folder goes on the path with a .pth file. numpy stays below\n"
+        "2.4 (NASLib's Trainer breaks on 2.4) and torchvision is the one built for torch "
+        f"{_torch_pair()[0]}.\n"
+        f"ecnas-plugin is installed from {source}:\n\n{steps}\n"
+    )
 
 
 class NaslibUnavailable(EcnasError, ImportError):
@@ -96,7 +208,7 @@ def require_naslib() -> None:
     missing = missing_requirements()
     if missing:
         what = ", ".join(f"{m} (pip: {REQUIREMENTS[m]})" for m in missing)
-        raise NaslibUnavailable(f"NASLib cannot be imported; missing: {what}\n\n{INSTALL_HELP}")
+        raise NaslibUnavailable(f"NASLib cannot be imported; missing: {what}\n\n{install_help()}")
 
 
 def _alias_collections_abcs() -> None:
@@ -134,3 +246,114 @@ def apply() -> list[str]:
     _alias_collections_abcs()
     _import_torchvision()
     return list(_applied)
+
+
+def applied() -> list[str]:
+    """The shims in force now (applied and not reverted)."""
+    return list(_applied)
+
+
+def revert() -> list[str]:
+    """Undo every shim :func:`apply` applied; returns what was undone.
+
+    The ``collections`` aliases are removed again (NASLib code that needs them at call time fails as
+    it does upstream), and the torchvision op schemas are withdrawn (``torch.library``); an imported
+    torchvision stays imported (Python cannot unload a module) and keeps working, since it only
+    needed the schemas while its import registered kernels for them.
+    """
+    undone = []
+    for name in _ABC_NAMES:
+        if f"collections.{name}" in _applied and getattr(collections, name, None) is getattr(collections.abc, name):
+            delattr(collections, name)
+            undone.append(f"collections.{name}")
+    while _torch_libraries:
+        _torch_libraries.pop()._destroy()
+    undone += [a for a in _applied if a.startswith("torchvision::")]
+    _applied.clear()
+    return undone
+
+
+# ---------------------------------------------------------------- provenance
+def _git_head(root: Path) -> str | None:
+    """The commit checked out in ``root`` (a NASLib source tree), read from ``root/.git`` alone (a
+    folder further up may be another project's repository); None where that cannot be read."""
+    git = root / ".git"
+    if git.is_file():  # a worktree or submodule: "gitdir: PATH"
+        text = git.read_text().strip()
+        if not text.startswith("gitdir:"):
+            return None
+        git = root / text.partition(":")[2].strip()
+    try:
+        head = (git / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    if not head.startswith("ref:"):
+        return head or None
+    ref = head.partition(":")[2].strip()
+    folders = [git]
+    if (git / "commondir").is_file():  # a worktree keeps its refs in the main repository
+        folders.append(git / (git / "commondir").read_text().strip())
+    for folder in folders:
+        if (folder / ref).is_file():
+            return (folder / ref).read_text().strip() or None
+        packed = folder / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text().splitlines():
+                sha, _, name = line.partition(" ")
+                if name.strip() == ref:
+                    return sha
+    return None
+
+
+def naslib_provenance(package: Path | None = None) -> dict:
+    """Which NASLib this is, as far as can be known without importing it: version, source path,
+    distribution record and commit (``"unknown"`` when neither a ``.git`` in its source tree nor
+    pip's VCS record says). ``package``: the ``naslib`` package folder (default: the one found)."""
+    info: dict = {"version": "unknown", "version_from": None, "path": None, "distribution": None,
+                  "commit": "unknown", "commit_from": None}
+    if package is None:
+        try:
+            spec = importlib.util.find_spec("naslib")
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.submodule_search_locations:
+            package = Path(next(iter(spec.submodule_search_locations)))
+    if package is not None:
+        info["path"] = str(package)
+        version_file = package / "__version__.py"
+        if version_file.is_file():
+            m = re.search(r"__version__\s*=\s*[\"']([^\"']+)", version_file.read_text())
+            if m:
+                info["version"], info["version_from"] = m.group(1), str(version_file)
+    try:
+        dist = importlib.metadata.distribution("naslib")
+    except importlib.metadata.PackageNotFoundError:
+        dist = None
+    direct: dict = {}
+    if dist is not None:
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+        info["distribution"] = {"name": dist.metadata["Name"], "version": dist.version, "url": direct.get("url"),
+                                "editable": bool(direct.get("dir_info", {}).get("editable"))}
+        if info["version"] == "unknown":
+            info["version"], info["version_from"] = dist.version, "distribution metadata"
+    commit = direct.get("vcs_info", {}).get("commit_id")
+    if commit:
+        info["commit"], info["commit_from"] = commit, "pip's direct_url.json"
+    elif package is not None:
+        commit = _git_head(package.parent)
+        if commit:
+            info["commit"], info["commit_from"] = commit, str(package.parent / ".git")
+    if package is None:
+        info["commit_from"] = "NASLib is not installed"
+    elif info["commit"] == "unknown":
+        info["commit_from"] = f"no .git in {package.parent} and no VCS record from pip"
+    return info
+
+
+def provenance() -> dict:
+    """What a run records of the software that produced it (errors.json, pareto_front.json)."""
+    from ecnas_plugin.version import __version__
+
+    kind, what = plugin_source()
+    return {"ecnas_plugin": {"version": __version__, "installed_from": f"{kind}: {what}"},
+            "naslib": naslib_provenance(), "shims": applied()}

@@ -15,20 +15,29 @@ With energy on:
   ``dataset_api`` (refusing ``search.use_zc_api``, which would bypass ``query``).
 - optimizers' ``new_epoch`` checks the search-energy budget (raises ``BudgetExhausted`` at an
   epoch boundary) and redraws Chebyshev weights; BANANAS/NPENAS ``_get_new_candidates`` queries
-  are predictions, not evaluations (not charged).
+  (and BP's ``evaluate_predictor``, a debug check) are predictions, not evaluations (not charged).
 - ``Trainer.search`` ends cleanly on ``BudgetExhausted`` (NASLib has no stop hook: the
   trajectory so far is written and ``after_training`` runs) and writes the energy trace and
-  Pareto front; ``Trainer._log_to_json`` adds the energy columns to ``errors.json``.
+  Pareto front; ``Trainer._log_to_json`` adds the energy columns and the run's provenance
+  (ecnas-plugin and NASLib versions, NASLib's commit where known) to ``errors.json``.
+
+Every NASLib attribute wrapped or used is declared in :func:`patch_points`; :func:`patch` checks
+them all before it wraps the first (a missing or renamed one is :class:`PatchPointMissing`, naming
+it) and undoes what it applied if a wrapper fails half-way.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
+from ecnas_plugin.errors import EcnasError
+from ecnas_plugin.naslib import spaces
 from ecnas_plugin.naslib.config import ConfigError, energy_of_config
 from ecnas_plugin.naslib.trace import STATE_KEY, RunState
 from ecnas_plugin.objectives import BudgetExhausted
@@ -61,9 +70,27 @@ def _optimizer_state(optimizer: object) -> RunState | None:
     return state_of(getattr(optimizer, "dataset_api", None))
 
 
+class PatchPointMissing(EcnasError, AttributeError):
+    """A NASLib attribute the bridge wraps or needs is missing or changed (NASLib renamed something).
+
+    ``point``: its dotted name (``naslib.optimizers.Bananas._get_new_candidates``); raised by
+    :func:`patch` before anything is wrapped."""
+
+    def __init__(self, point: str, problem: str, why: str):
+        self.point = point
+        super().__init__(f"NASLib's {point} {problem}; the bridge needs it: {why}. Nothing was patched: this "
+                         f"NASLib ({naslib_description()}) does not match the one the bridge was written "
+                         "for (upstream automl/NASLib, branch Develop)")
+
+
+def naslib_description() -> str:
+    from ecnas_plugin.naslib import compat
+
+    info = compat.naslib_provenance()
+    return f"version {info['version']}, commit {info['commit']}, at {info['path']}"
+
+
 def _patch(cls: type, name: str, make: Callable[[Callable], Callable]) -> None:
-    if (cls, name) in _originals or not hasattr(cls, name):
-        return
     original = getattr(cls, name)
     wrapper = functools.wraps(original)(make(original))
     wrapper.__ecnas_original__ = original  # type: ignore[attr-defined]
@@ -79,6 +106,7 @@ def unpatch() -> None:
         else:
             setattr(cls, name, original)
     _originals.clear()
+    spaces.forget()
 
 
 def is_patched() -> bool:
@@ -87,31 +115,23 @@ def is_patched() -> bool:
 
 # ---------------------------------------------------------------- query
 def _arch_key(graph: object) -> str:
-    """The energy tables' key of a NASLib graph: NB101 module hash, NB201 architecture string."""
+    """The energy tables' key of a NASLib graph, from the registered space that maps its
+    ``get_type()`` (``NaslibMapping.key_of_graph``). Graphs that keep their architecture in a
+    ``spec`` attribute (NASLib's NB101: ``set_spec`` replaces the object) cache the key against it."""
     d = graph.__dict__
+    token = d.get("spec")
     cached = d.get("_ecnas_key")
-    # NB101 graphs keep their spec in ``spec`` (set_spec replaces the object): same object, same key
-    if cached is not None and cached[0] is d.get("spec"):
+    if cached is not None and token is not None and cached[0] is token:
         return cached[1]
-    kind = graph.get_type()  # type: ignore[attr-defined]
-    if kind == "nasbench101":
-        from ecnas_plugin.naslib.subspace import spec_hash
-
-        spec = graph.get_spec()  # type: ignore[attr-defined]
-        key = spec_hash(spec["matrix"], spec["ops"])
-        if spec is d.get("spec"):
-            d["_ecnas_key"] = (spec, key)
-        return key
-    if kind == "nasbench201":
-        from ecnas_plugin.adapters.nasbench201 import from_op_indices
-
-        return from_op_indices(graph.get_hash())  # type: ignore[attr-defined]
-    raise ConfigError("search_space", f"energy is not available for NASLib space {kind!r} (nasbench101, "
-                                      "nasbench201 and the EC-NAS spaces are)")
+    key = spaces.key_of(graph)
+    if token is not None and token is d.get("spec"):
+        d["_ecnas_key"] = (token, key)
+    return key
 
 
 def _spec(graph: object) -> object:
-    return graph.get_spec() if graph.get_type() == "nasbench101" else None  # type: ignore[attr-defined]
+    """What a surrogate predicts from (``NaslibMapping.spec_of_graph``; None when the key is enough)."""
+    return spaces.mapping_of(graph).spec_of_graph(graph)
 
 
 QUERY_PARAMS = ("self", "metric", "dataset", "path", "epoch", "full_lc", "dataset_api")
@@ -192,48 +212,26 @@ def _wrap_init(original: Callable) -> Callable:
 
 
 def make_state(optimizer: object, search_space: object, dataset_api: dict, config: object) -> RunState:
-    """Resolve the energy section of ``config`` against the run's space and tables."""
-    import ecnas_plugin as ep
-    from ecnas_plugin.naslib.subspace import EcnasBench
-    from ecnas_plugin.naslib.trace import EnergySource
+    """Resolve the energy section of ``config`` against the run's space and tables
+    (:func:`ecnas_plugin.naslib.spaces.plan`: every refusal names its key)."""
+    from ecnas_plugin.naslib.compat import provenance
 
-    energy = energy_of_config(config)
-    assert energy is not None
-    search = config.get("search", {}) if hasattr(config, "get") else {}
-    if search.get("use_zc_api"):
-        raise ConfigError("search.use_zc_api", "cannot be combined with energy: the zero-cost API hands "
-                                               "BANANAS/NPENAS accuracies without query, bypassing the objective")
+    checked = dataset_api.pop(spaces.PLAN_KEY, None)
+    if checked is not None and checked.config is config:  # checked by the runner already
+        return RunState(checked.energy, checked.source, seed=int(getattr(config, "seed", 0) or 0),
+                        accuracy_scale=ACCURACY_SCALE, provenance=provenance())
     bench = dataset_api.get("nb101_data")
-    if isinstance(bench, EcnasBench):
-        table = bench.table if energy.table is None else ep.load_table(energy.table)
-        if energy.epochs is not None and energy.epochs != bench.default_epochs:
-            raise ConfigError("energy.epochs", f"{energy.epochs} differs from the space's epoch budget "
-                                               f"{bench.default_epochs}")
-        if energy.epochs is None:
-            from dataclasses import replace
-
-            energy = replace(energy, epochs=bench.default_epochs)
+    served = dataset_api.get("ecnas_space")
+    if served is not None and getattr(bench, "subspace", None) is not None:
+        tgt = spaces.target(served)
     else:
-        kind = search_space.get_type()  # type: ignore[attr-defined]
-        name = energy.table or _default_table(kind)
-        table = ep.load_table(name)
-    dataset = getattr(config, "dataset", None)
-    frame_datasets = set(table.frame["dataset"].unique().tolist())
-    source = EnergySource(table, energy, dataset if dataset in frame_datasets else None)
-    return RunState(energy, source, seed=int(getattr(config, "seed", 0) or 0), accuracy_scale=ACCURACY_SCALE)
-
-
-def _default_table(kind: str) -> str:
-    import ecnas_plugin as ep
-
-    tables = [t.name for t in ep.list_tables() if t.space == kind]
-    preferred = {"nasbench101": "ecnas-7v"}.get(kind)
-    if preferred in tables:
-        return preferred  # type: ignore[return-value]
-    if not tables:
-        raise ConfigError("energy.table", f"no energy table is registered for NASLib space {kind!r}; "
-                                          "register one (hook ecnas_tables) or pick another space")
-    return tables[0]
+        space = spaces.for_graph_type(search_space.get_type())  # type: ignore[attr-defined]
+        tgt = spaces.Target(space.naslib.search_space, space)  # type: ignore[union-attr]
+        bench = None
+    checked = spaces.plan(config, tgt, served=bench)
+    assert checked is not None
+    return RunState(checked.energy, checked.source, seed=int(getattr(config, "seed", 0) or 0),
+                    accuracy_scale=ACCURACY_SCALE, provenance=provenance())
 
 
 def _wrap_adapt(original: Callable) -> Callable:
@@ -328,35 +326,150 @@ def _wrap_log_to_json(original: Callable) -> Callable:
         if state is not None:
             for name, values in state.columns.items():
                 self.search_trajectory[name] = list(values)
+            self.search_trajectory[PROVENANCE_KEY] = state.provenance
         return original(self, *args, **kwargs)
 
     return _log_to_json
 
 
+# ---------------------------------------------------------------- the patch points
+@dataclass(frozen=True)
+class PatchPoint:
+    """One NASLib attribute the bridge wraps (``make``: the wrapper factory) or only uses (``make``
+    None). ``owner``: ``module:attribute path``; ``params``: parameter names it must accept; ``why``:
+    what breaks without it. Every declared point is required: :func:`patch` refuses a NASLib that
+    lacks one, naming it, before anything is wrapped."""
+
+    owner: str
+    attr: str
+    why: str
+    make: Callable[[Callable], Callable] | None = None
+    params: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.owner.replace(':', '.')}.{self.attr}"
+
+
+_OPTIMIZER_POINTS = (
+    ("__init__", _wrap_init, ("config",), "it keeps the run's config, whose energy section adapt_search_space reads"),
+    ("adapt_search_space", _wrap_adapt, ("search_space", "dataset_api"),
+     "it attaches the run's energy state to the dataset_api (without it energy is silently off)"),
+    ("new_epoch", _wrap_new_epoch, ("epoch",), "it checks the search-energy budget and starts each epoch's trace"),
+    ("train_statistics", _wrap_train_statistics, ("report_incumbent",),
+     "it reports true accuracies to errors.json and records the incumbent's energy"),
+    ("test_statistics", _wrap_truth, (), "it reports true accuracies"),
+    ("get_final_architecture", None, (), "the incumbent whose energy errors.json records"),
+    ("after_training", None, (), "it finishes a run stopped by the search-energy budget"),
+)
+# Optimizer class -> its own extra points: queries that are predictions, not evaluations.
+_PEEKS = {
+    "Bananas": (("_get_new_candidates", "its queries rank the predictor's candidates; without the wrapper "
+                                        "they would be charged and traced as evaluations"),),
+    "Npenas": (("_get_new_candidates", "its queries rank the predictor's candidates; without the wrapper "
+                                       "they would be charged and traced as evaluations"),),
+    "BasePredictor": (("evaluate_predictor", "its queries (debug_predictor) check the predictor on test "
+                                             "cells; without the wrapper they would be charged as evaluations"),),
+}
+PROVENANCE_KEY = "ecnas_provenance"  # errors.json: the software behind the run (compat.provenance)
 OPTIMIZER_NAMES = ("RandomSearch", "RegularizedEvolution", "LocalSearch", "Bananas", "Npenas", "BasePredictor")
 
 
-def patch() -> None:
-    """Wrap NASLib's classes (imports NASLib: call :func:`ecnas_plugin.naslib.compat.apply` first)."""
-    if is_patched():
-        return
-    import naslib.optimizers as optimizers
-    import naslib.search_spaces as spaces
-    from naslib.defaults.trainer import Trainer
+def patch_points() -> list[PatchPoint]:
+    """Every NASLib attribute the bridge wraps or uses (the query of each registered space's NASLib
+    class comes from the registry: ``supported_search_spaces[NaslibMapping.search_space]``)."""
+    points = [
+        PatchPoint("naslib.search_spaces.core.query_metrics:Metric", m, "the wrappers tell the optimizer's "
+                   "metric from the others by it") for m in ("VAL_ACCURACY", "TRAIN_ACCURACY", "TEST_ACCURACY")]
+    points.append(PatchPoint("naslib.search_spaces", "supported_search_spaces",
+                             "it maps a config's search_space name onto NASLib's class"))
+    for name in sorted({s.naslib.search_space for s in spaces.mapped_spaces()}):  # type: ignore[union-attr]
+        points.append(PatchPoint(f"naslib.search_spaces:supported_search_spaces[{name}]", "query",
+                                 f"energy on NASLib's {name!r} space is answered through it", _wrap_query,
+                                 ("metric", "dataset_api", "full_lc")))
+    points.append(PatchPoint("naslib.search_spaces", "NasBench101SearchSpace",
+                             "tables served as search spaces (ecnas-4v, ecnas-5v, ...) subclass it"))
+    for cls in OPTIMIZER_NAMES:
+        for attr, make, params, why in _OPTIMIZER_POINTS:
+            points.append(PatchPoint(f"naslib.optimizers:{cls}", attr, why, make, params))
+        for attr, why in _PEEKS.get(cls, ()):
+            points.append(PatchPoint(f"naslib.optimizers:{cls}", attr, why, _wrap_candidates))
+    trainer = "naslib.defaults.trainer:Trainer"
+    points += [
+        PatchPoint(trainer, "search", "it ends a run cleanly on the search-energy budget and writes the energy "
+                                      "trace and Pareto front", _wrap_search),
+        PatchPoint(trainer, "evaluate", "the final evaluation must see true accuracies", _wrap_truth),
+        PatchPoint(trainer, "_log_to_json", "it adds the energy columns to errors.json", _wrap_log_to_json),
+    ]
+    points += [PatchPoint("naslib.utils", f, "ecnas naslib run uses it as NASLib's runner does")
+               for f in ("get_dataset_api", "parse_args", "get_config_from_args", "set_seed", "setup_logger")]
+    points.append(PatchPoint("naslib.search_spaces", "get_search_space", "ecnas naslib run builds NASLib's space with it"))
+    return points
+
+
+def _owner(point: PatchPoint) -> object:
+    module, _, path = point.owner.partition(":")
+    try:
+        obj: object = importlib.import_module(module)
+    except ImportError as exc:
+        raise PatchPointMissing(point.name, f"cannot be imported ({exc})", point.why) from None
+    for part in filter(None, path.split(".")):
+        name, _, key = part.partition("[")
+        if not hasattr(obj, name):
+            raise PatchPointMissing(point.owner.replace(":", ".").split("[")[0], "does not exist", point.why)
+        obj = getattr(obj, name)
+        if key:
+            key = key.rstrip("]")
+            if not isinstance(obj, dict) or key not in obj:
+                raise PatchPointMissing(point.owner.replace(":", "."), "does not exist", point.why)
+            obj = obj[key]
+    return obj
+
+
+def _naslib_class(cls: type) -> bool:
+    return cls.__module__.split(".")[0] == "naslib"
+
+
+def resolve(points: list[PatchPoint] | None = None) -> list[tuple[type, str, Callable]]:
+    """(class, attribute, wrapper factory) for every wrapped point, each wrapped where NASLib defines it
+    (once); raises :class:`PatchPointMissing` naming the first point that is missing or changed."""
     from naslib.search_spaces.core.graph import Graph
 
-    for obj in vars(spaces).values():
-        if isinstance(obj, type) and issubclass(obj, Graph) and "query" in obj.__dict__:
-            _patch(obj, "query", _wrap_query)
-    for name in OPTIMIZER_NAMES:
-        cls = getattr(optimizers, name, None)
-        if cls is None:
+    targets: dict[tuple[type, str], Callable] = {}
+    for point in patch_points() if points is None else points:
+        owner = _owner(point)
+        if point.make is None:
+            if not hasattr(owner, point.attr):
+                raise PatchPointMissing(point.name, "does not exist", point.why)
             continue
-        for attr, make in (("__init__", _wrap_init), ("adapt_search_space", _wrap_adapt),
-                           ("new_epoch", _wrap_new_epoch), ("train_statistics", _wrap_train_statistics),
-                           ("test_statistics", _wrap_truth), ("_get_new_candidates", _wrap_candidates)):
-            if attr in cls.__dict__:
-                _patch(cls, attr, make)
-    _patch(Trainer, "search", _wrap_search)
-    _patch(Trainer, "evaluate", _wrap_truth)
-    _patch(Trainer, "_log_to_json", _wrap_log_to_json)
+        definer = next((c for c in getattr(owner, "__mro__", ()) if point.attr in c.__dict__), None)
+        if definer is None or not _naslib_class(definer) or (point.attr == "query" and definer is Graph):
+            problem = ("does not exist" if definer is None else
+                       f"is only {definer.__module__}.{definer.__qualname__}.{point.attr}, not NASLib's own")
+            raise PatchPointMissing(point.name, problem, point.why)
+        if point.params:
+            try:
+                have = inspect.signature(getattr(owner, point.attr)).parameters
+            except (TypeError, ValueError):
+                have = {}
+            lacking = [p for p in point.params if p not in have]
+            if lacking:
+                raise PatchPointMissing(point.name, f"takes no parameter {lacking[0]!r} (it takes "
+                                        f"{', '.join(have) or 'nothing readable'})", point.why)
+        targets.setdefault((definer, point.attr), point.make)
+    return [(cls, attr, make) for (cls, attr), make in targets.items()]
+
+
+def patch() -> None:
+    """Wrap NASLib's classes, all or nothing (imports NASLib: call
+    :func:`ecnas_plugin.naslib.compat.apply` first). Every declared point is checked before the
+    first is wrapped; a wrapper that fails half-way undoes the ones already applied."""
+    if is_patched():
+        return
+    targets = resolve()
+    try:
+        for cls, attr, make in targets:
+            _patch(cls, attr, make)
+    except BaseException:
+        unpatch()
+        raise

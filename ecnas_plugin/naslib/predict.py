@@ -1,4 +1,5 @@
-"""``energy.missing: predict``: energy for cells the table lacks, from an NB101 energy surrogate.
+"""``energy.missing: predict``: energy for cells the table lacks, from an energy surrogate of its space
+(default: the shipped NB101 model; ``energy.predictor`` names a saved one, e.g. fitted on an NB201 table).
 
 A prediction must speak for the same thing as the table it fills: same dataset, campaign,
 hardware and epoch budget. Where the surrogate's context differs, :class:`PredictedEnergy` refuses
@@ -20,7 +21,7 @@ from ecnas_plugin.naslib.config import ConfigError, EnergyConfig
 
 
 class PredictedEnergy:
-    """Training energy (kWh, with sd) of any valid NB101 cell for one table slice."""
+    """Training energy (kWh, with sd) of any valid architecture of the table's space for one table slice."""
 
     def __init__(self, cfg: EnergyConfig, table_name: str, frame: pd.DataFrame, want: dict):
         """``frame``: the whole table; ``want``: the slice's dataset, hardware, campaign, epochs, space."""
@@ -28,14 +29,15 @@ class PredictedEnergy:
 
         if cfg.column != "train_energy_kwh":
             raise ConfigError("energy.missing", f"'predict' fills train_energy_kwh only, not {cfg.column!r}")
-        if want["space"] != "nasbench101":
-            raise ConfigError("energy.missing", f"'predict' has NB101 surrogates only; table {table_name!r} "
-                                                f"is space {want['space']!r}")
         try:
             predictor = S.Predictor.load(Path(cfg.predictor)) if cfg.predictor else S.default_predictor()
         except EcnasError as exc:
             raise ConfigError("energy.predictor", str(exc)) from None
         ctx = predictor.context
+        if ctx.space != want["space"]:
+            raise ConfigError("energy.predictor", f"the surrogate predicts space {ctx.space!r}; table "
+                              f"{table_name!r} is space {want['space']!r}: set energy.predictor to a model "
+                              f"fitted on that space (`ecnas surrogate fit --table ... --out DIR`)")
         self.model_context = dict(ctx.__dict__)
         if ctx.dataset != want["dataset"]:
             raise ConfigError("energy.predictor", f"the surrogate predicts dataset {ctx.dataset!r}; table "
@@ -80,8 +82,8 @@ class PredictedEnergy:
         self.predicted = 0
 
     def __call__(self, key: str, spec: object = None) -> tuple[float, float]:
-        """(energy kWh, sd kWh) of cell ``spec`` (a NASLib ``{"matrix", "ops"}`` spec) or, without
-        one, of the known cell with module hash ``key``."""
+        """(energy kWh, sd kWh) of ``spec`` (the space's NASLib spec, e.g. NB101's ``{"matrix", "ops"}``)
+        or, without one, of the architecture with canonical key ``key``."""
         frame = self.predictor.predict_energy([spec if spec is not None else key])
         mean, sd = float(frame["train_energy_kwh"].iloc[0]), float(frame["train_energy_sd_kwh"].iloc[0])
         if self.scaling is not None:

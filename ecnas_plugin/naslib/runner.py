@@ -1,9 +1,10 @@
 """``ecnas naslib run``: NASLib's own NAS runner (runners/nas/runner.py) with the bridge active.
 
-Differences from NASLib's runner, all additive: the EC-NAS spaces ``ecnas-4v``/``ecnas-5v`` are
-available as ``search_space`` (their ``dataset_api`` comes from the EC-NAS tables, no NASLib data
-file needed), only the chosen optimizer is built, the ``energy`` section is validated before
-anything runs, and a summary is printed at the end.
+Differences from NASLib's runner, all additive: any registered NB101 energy table (``ecnas-4v``,
+``ecnas-5v``, ...) is available as ``search_space`` (its ``dataset_api`` comes from the table, no
+NASLib data file needed), only the chosen optimizer is built, the ``energy`` section is checked
+against the registered spaces and tables before NASLib loads any data
+(:func:`ecnas_plugin.naslib.spaces.plan`), and a summary is printed at the end.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import logging
 import sys
 from pathlib import Path
 
-from ecnas_plugin.errors import EcnasError
+from ecnas_plugin.errors import EcnasError, UnknownName
+from ecnas_plugin.naslib.config import ConfigError, energy_of_config
 
 OPTIMIZERS = ("rs", "re", "ls", "bananas", "npenas", "bp")
 
@@ -30,15 +32,40 @@ def _optimizer(name: str, config: object) -> object:
     return classes[name](config)
 
 
-def _search_space(name: str, dataset: str, epochs: int | None) -> tuple[object, dict]:
+def _search_space(config: object) -> tuple[object, dict]:
+    """The run's NASLib search space and ``dataset_api``; the ``energy`` section is checked first
+    (:func:`ecnas_plugin.naslib.spaces.plan`), so a bad energy table is a named ConfigError, never
+    a traceback from NASLib's data loading."""
     from ecnas_plugin.naslib import spaces, subspace
 
-    if name in spaces.SPACE_NAMES:
-        return spaces.search_space(name), subspace.build_dataset_api(name, epochs=epochs)
+    name, dataset = config.search_space, config.dataset  # type: ignore[attr-defined]
+    energy = energy_of_config(config)
+    tgt = spaces.target(name)
+    if tgt is not None and tgt.table is not None:  # a table served as a subspace: no NASLib data file
+        try:
+            api = subspace.build_dataset_api(tgt.table, epochs=energy.epochs if energy else None)
+        except UnknownName as exc:
+            if exc.what != "epoch budget":
+                raise ConfigError("search_space", f"table {tgt.table!r}: {exc}") from None
+            raise ConfigError("energy.epochs", str(exc)) from None
+        except EcnasError as exc:  # its data cannot be had here, or it cannot be served
+            raise ConfigError("search_space", f"table {tgt.table!r} cannot be served as a search space: {exc}") from None
+        api[spaces.PLAN_KEY] = spaces.plan(config, tgt, served=api["nb101_data"])
+        return spaces.search_space(tgt.table), api
+    if energy is not None:
+        if tgt is None:
+            raise ConfigError("search_space", f"energy is not available for NASLib space {name!r}: no registered "
+                              "search space maps onto it (NASLib spaces: "
+                              f"{', '.join(sorted(s.naslib.search_space for s in spaces.mapped_spaces()))}; "
+                              f"tables served as spaces: {', '.join(spaces.servable_tables())})")
+        checked = spaces.plan(config, tgt)  # before NASLib loads its data file
     from naslib.search_spaces import get_search_space
     from naslib.utils import get_dataset_api
 
-    return get_search_space(name, dataset), get_dataset_api(name, dataset)
+    space, api = get_search_space(name, dataset), get_dataset_api(name, dataset)
+    if energy is not None and isinstance(api, dict):
+        api[spaces.PLAN_KEY] = checked
+    return space, api
 
 
 def load_config(config_file: str, argv: list[str]) -> object:
@@ -54,12 +81,11 @@ def search(config: object) -> dict:
     from naslib import utils
     from naslib.defaults.trainer import Trainer
 
-    from ecnas_plugin.naslib.config import energy_of_config
     from ecnas_plugin.naslib.trace import FRONT_FILE
 
     energy = energy_of_config(config)
     optimizer = _optimizer(config.optimizer, config)
-    space, dataset_api = _search_space(config.search_space, config.dataset, energy.epochs if energy else None)
+    space, dataset_api = _search_space(config)
     utils.set_seed(config.seed)
     optimizer.adapt_search_space(space, dataset_api=dataset_api)
     trainer = Trainer(optimizer, config, lightweight_output=True)
@@ -88,8 +114,6 @@ def run(config_file: str, argv: list[str]) -> int:
         print(f"ecnas naslib run: {exc}", file=sys.stderr)
         return 2
     from naslib.utils import setup_logger
-
-    from ecnas_plugin.naslib.config import energy_of_config
 
     try:
         config = load_config(config_file, argv)

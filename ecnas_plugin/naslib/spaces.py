@@ -1,29 +1,244 @@
-"""EC-NAS's 4-/5-vertex spaces as NASLib search spaces (imports NASLib: only call after ``compat.apply``).
+"""Which registered space and energy table a NASLib run uses, checked before NASLib loads any data.
 
-:func:`search_space` returns an instance of ``EcnasNasBench101SearchSpace``, a subclass of
-NASLib's ``NasBench101SearchSpace`` (so NASLib's encodings, predictors and the ``query`` wrapper
-treat it as NB101) whose sampling, mutation and neighbours stay inside the subspace; pair it
-with :func:`ecnas_plugin.naslib.subspace.build_dataset_api`.
+Nothing here names a space: every answer comes from the registered spaces' ``NaslibMapping``
+(``ecnas_plugin.adapters.base``). A NASLib config's ``search_space`` is either
+
+- the name of one of NASLib's own spaces that a registered space maps onto
+  (``NaslibMapping.search_space``, e.g. ``nasbench101``, ``nasbench201``): NASLib's own graphs and
+  data file give the accuracies, an energy table of that space gives the energy; or
+- the name of a registered energy table whose space maps onto NASLib's NB101 graphs (e.g.
+  ``ecnas-4v``, ``ecnas-5v``, or a user's contributed NB101 table): the table's cells are served
+  as an EC-NAS-style subspace (:mod:`ecnas_plugin.naslib.subspace`), accuracy and energy from the
+  table, no NASLib data file needed.
+
+:func:`plan` resolves and checks a config's ``energy:`` section against that target — the table
+exists and holds the target's space, the slice (epochs, hardware, campaign) exists, and the table
+covers every cell the search can reach (unless ``energy.missing: predict``) — raising
+:class:`ConfigError` naming the key. The runner calls it before NASLib loads its data file; the
+bridge's ``adapt_search_space`` wrapper calls it again for scripts that drive NASLib themselves.
+
+:func:`search_space` (imports NASLib: only after ``compat.apply``) builds the NASLib search space
+of a served table.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from ecnas_plugin.naslib.subspace import SPACES, Subspace, load_subspace
+from ecnas_plugin.adapters.base import NaslibMapping, SearchSpace
+from ecnas_plugin.errors import EcnasError, UnknownName
+from ecnas_plugin.naslib.config import ConfigError, EnergyConfig, energy_of_config
 
-SPACE_NAMES = tuple(SPACES)
+
+# ---------------------------------------------------------------- registered spaces
+def mapped_spaces() -> list[SearchSpace]:
+    """Every registered space that maps onto a NASLib space."""
+    from ecnas_plugin.registry import get_registry
+
+    return [s for s in get_registry().items["spaces"].values() if s.supports("naslib")]
 
 
+_BY_TYPE: dict[str, SearchSpace] = {}
+
+
+def for_graph_type(graph_type: str) -> SearchSpace:
+    """The registered space whose NASLib graphs answer ``get_type() == graph_type`` (cached)."""
+    space = _BY_TYPE.get(graph_type)
+    if space is None:
+        found = [s for s in mapped_spaces() if s.naslib.graph_type == graph_type]  # type: ignore[union-attr]
+        if not found:
+            raise ConfigError("search_space", f"energy is not available for NASLib graphs of type {graph_type!r}: "
+                              "no registered search space maps onto them (mapped: "
+                              f"{', '.join(sorted(s.naslib.graph_type for s in mapped_spaces())) or 'none'})")  # type: ignore[union-attr]
+        space = _BY_TYPE[graph_type] = found[0]
+    return space
+
+
+def mapping_of(graph: object) -> NaslibMapping:
+    """The NaslibMapping for a NASLib graph (by its ``get_type()``)."""
+    return for_graph_type(graph.get_type()).naslib  # type: ignore[attr-defined,return-value]
+
+
+def key_of(graph: object) -> str:
+    """The energy tables' canonical key of a NASLib graph."""
+    return mapping_of(graph).key_of_graph(graph)
+
+
+def forget() -> None:
+    """Drop the cached graph-type lookups (after the registry changed)."""
+    _BY_TYPE.clear()
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a NASLib ``search_space`` names: the registered space, NASLib's space name, and the
+    served table (None: NASLib's own space and data)."""
+
+    name: str
+    space: SearchSpace
+    table: str | None = None
+
+    @property
+    def naslib_space(self) -> str:
+        return self.space.naslib.search_space  # type: ignore[union-attr]
+
+
+def target(name: str) -> Target | None:
+    """The target of NASLib ``search_space: name``; None for a NASLib space no registered space maps."""
+    from ecnas_plugin.registry import get_registry
+
+    for space in mapped_spaces():
+        if space.naslib.search_space == name:  # type: ignore[union-attr]
+            return Target(name, space)
+    reg = get_registry()
+    if name in reg.items["tables"]:
+        from ecnas_plugin.naslib.subspace import GRAPH_TYPE
+
+        space = reg.space(reg.table_spec(name).space)
+        space.require("naslib", flow=f"search_space {name!r} (a table served as a NASLib search space)")
+        if space.naslib.graph_type != GRAPH_TYPE:  # type: ignore[union-attr]
+            raise ConfigError("search_space", f"table {name!r} is space {space.name!r}: only tables of NASLib "
+                              f"{GRAPH_TYPE!r} graphs can be served as search spaces (their accuracies answer "
+                              f"NASLib's queries); search NASLib's own {space.naslib.search_space!r} with "  # type: ignore[union-attr]
+                              f"energy.table: {name}")
+        return Target(name, space, table=name)
+    return None
+
+
+def servable_tables() -> list[str]:
+    """Registered tables a NASLib config may name as ``search_space``."""
+    from ecnas_plugin.naslib.subspace import GRAPH_TYPE
+
+    kinds = {s.name for s in mapped_spaces() if s.naslib.graph_type == GRAPH_TYPE}  # type: ignore[union-attr]
+    import ecnas_plugin as ep
+
+    return sorted(t.name for t in ep.list_tables() if t.space in kinds)
+
+
+def default_table(space: SearchSpace) -> str:
+    """The energy table used when a config names none: the mapping's preferred table if
+    registered, else the only table of the space; a named ConfigError otherwise."""
+    import ecnas_plugin as ep
+
+    tables = sorted(t.name for t in ep.list_tables() if t.space == space.name)
+    preferred = space.naslib.preferred_table  # type: ignore[union-attr]
+    if preferred in tables:
+        return preferred  # type: ignore[return-value]
+    if len(tables) == 1:
+        return tables[0]
+    if not tables:
+        raise ConfigError("energy.table", f"no energy table is registered for space {space.name!r} (NASLib "
+                                          f"{space.naslib.search_space!r}); measure and contribute one "  # type: ignore[union-attr]
+                                          "(ecnas measure / ecnas contribute) or install a package that has one")
+    raise ConfigError("energy.table", f"several energy tables hold space {space.name!r} ({', '.join(tables)}); "
+                                      "choose one")
+
+
+# ---------------------------------------------------------------- the energy plan
+PLAN_KEY = "ecnas_plan"  # dataset_api key: the runner's checked plan, reused by adapt_search_space
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked ``energy:`` section: the config (epochs filled in), its table and slice, and the
+    NASLib config it was checked for."""
+
+    energy: EnergyConfig
+    table: object
+    source: object  # EnergySource
+    target: Target
+    config: object = None
+
+
+def _load(name: str, key: str) -> object:
+    import ecnas_plugin as ep
+
+    try:
+        return ep.load_table(name)
+    except UnknownName as exc:
+        raise ConfigError(key, str(exc)) from None
+    except EcnasError as exc:  # a registered table whose data cannot be had here
+        raise ConfigError(key, f"table {name!r} cannot be loaded: {exc}") from None
+
+
+def plan(config: object, tgt: Target, served: object | None = None) -> Plan | None:
+    """Resolve and check the ``energy`` section of ``config`` for target ``tgt`` (None: energy off).
+
+    ``served``: the served table's ``nb101_data`` (an EcnasBench) when the target is a table.
+    Every refusal is a ConfigError naming the key; nothing of NASLib is loaded.
+    """
+    from ecnas_plugin.naslib.trace import EnergySource
+
+    energy = energy_of_config(config)
+    if energy is None:
+        return None
+    search = config.get("search", {}) if hasattr(config, "get") else {}
+    if (search or {}).get("use_zc_api"):
+        raise ConfigError("search.use_zc_api", "cannot be combined with energy: the zero-cost API hands "
+                                               "BANANAS/NPENAS accuracies without query, bypassing the objective")
+    space = tgt.space
+    if tgt.table is not None:
+        default_epochs = served.default_epochs if served is not None else None  # type: ignore[attr-defined]
+        if energy.epochs is not None and default_epochs is not None and energy.epochs != default_epochs:
+            raise ConfigError("energy.epochs", f"{energy.epochs} differs from the space's epoch budget {default_epochs}")
+        if energy.epochs is None and default_epochs is not None:
+            energy = replace(energy, epochs=default_epochs)
+        name = energy.table or tgt.table
+    else:
+        name = energy.table or default_table(space)
+    table = served.table if served is not None and name == tgt.table else _load(name, "energy.table")  # type: ignore[attr-defined]
+    if table.space != space.name:  # type: ignore[attr-defined]
+        raise ConfigError("energy.table", f"table {name!r} holds space {table.space!r}; search_space "  # type: ignore[attr-defined]
+                                          f"{tgt.name!r} is space {space.name!r}")
+    dataset = getattr(config, "dataset", None) if not isinstance(config, dict) else config.get("dataset")
+    datasets = table.values("dataset")  # type: ignore[attr-defined]
+    source = EnergySource(table, energy, dataset if dataset in datasets else None)
+    if energy.epochs is None:
+        energy = replace(energy, epochs=source.epochs)
+    if energy.missing == "error":
+        _check_covers(source, tgt, served, name)
+    return Plan(energy, table, source, tgt, config)
+
+
+def _check_covers(source: object, tgt: Target, served: object | None, name: str) -> None:
+    """Refuse (energy.table) a table lacking a cell the search can reach, before the search."""
+    have = source.energy  # type: ignore[attr-defined]
+    where = f"at {source.epochs} epochs"  # type: ignore[attr-defined]
+    if served is not None:
+        keys = served.subspace.keys  # type: ignore[attr-defined]
+        lacking = [k for k in keys if k not in have]
+        if lacking:
+            raise ConfigError("energy.table", f"table {name!r} lacks {len(lacking)} of the {len(keys)} cells of "
+                                              f"search space {tgt.name!r} {where} (first: {lacking[0]}); choose a "
+                                              "table that covers it, or energy.missing: predict")
+        return
+    space = tgt.space
+    if not space.supports("enumerate"):
+        return  # cannot tell here: a missing cell is refused when the search reaches it
+    for arch in space.enumerate():
+        key = space.canonical_key(arch)
+        if key not in have:
+            raise ConfigError("energy.table", f"table {name!r} holds {len(have)} cells of {space.name!r} {where}, "
+                              f"not every cell of NASLib's {tgt.naslib_space!r} space (cell {key} is missing, "
+                              f"and the search can reach any of them); a search there would stop at the first cell "
+                              f"it lacks. Use a table that covers the space, energy.missing: predict, or search the "
+                              f"cells of an NB101 table with accuracies, named as search_space (registered: "
+                              f"{', '.join(servable_tables()) or 'none'})")
+
+
+# ---------------------------------------------------------------- NASLib classes (import NASLib)
 @lru_cache(maxsize=1)
 def space_class() -> type:
-    """The NASLib search-space class (built once, on first use)."""
+    """The NASLib search-space class for served NB101 tables (built once, on first use)."""
     import torch
     from naslib.search_spaces import NasBench101SearchSpace
 
+    from ecnas_plugin.naslib.subspace import Subspace
+
     class EcnasNasBench101SearchSpace(NasBench101SearchSpace):
-        """NAS-Bench-101 restricted to the cells of an EC-NAS table (module-hash canonical specs)."""
+        """NAS-Bench-101 restricted to the cells of an energy table (module-hash canonical specs)."""
 
         QUERYABLE = True
 
@@ -76,5 +291,7 @@ def space_class() -> type:
 
 
 def search_space(name: str, n_classes: int = 10) -> object:
-    """A fresh NASLib search space for EC-NAS space ``name`` ("ecnas-4v" or "ecnas-5v")."""
+    """A fresh NASLib search space for table ``name`` served as a subspace (any registered NB101 table)."""
+    from ecnas_plugin.naslib.subspace import load_subspace
+
     return space_class()(load_subspace(name), n_classes=n_classes)

@@ -1,9 +1,14 @@
-"""EC-NAS's 4- and 5-vertex NAS-Bench-101 subspaces, and a NAS-Bench-101-style ``dataset_api`` for them.
+"""Any registered NAS-Bench-101 table as an EC-NAS-style NASLib subspace, with a NAS-Bench-101-style
+``dataset_api`` answered from the table (no NASLib import here).
 
-No NASLib import here: NASLib's NB101 ``query`` only needs ``dataset_api["api"].ModelSpec`` and
-``dataset_api["nb101_data"]`` with ``is_valid``/``query``/``get_metrics_from_hash``/
-``hash_iterator``. :class:`EcnasBench` answers those from an EC-NAS :class:`EnergyTable`, so
-accuracy and energy both come from EC-NAS and no NASLib NB101 data file is needed.
+EC-NAS searched the cells its tables hold (``ecnas-4v``: every cell of at most 4 vertices,
+``ecnas-5v``: of at most 5); :func:`build_dataset_api` serves *any* registered table of the
+``nasbench101`` space that way, by table name. NASLib's NB101 ``query`` only needs
+``dataset_api["api"].ModelSpec`` and ``dataset_api["nb101_data"]`` with ``is_valid``/``query``/
+``get_metrics_from_hash``/``hash_iterator``; :class:`EcnasBench` answers those from the table's
+slices (:meth:`ecnas_plugin.table.EnergyTable.slice`), so accuracy and energy both come from the
+table and no NASLib NB101 data file is needed. The table must hold accuracies (an energy-only
+table such as ``ecnas-7v`` cannot be searched) and cells the codec can decode (at most 5 vertices).
 
 Cells are handed to NASLib padded to 7×7 (isolated vertices before the output, which pruning
 removes), so NASLib's 7-vertex encodings and hashes keep working; every cell is canonical
@@ -22,8 +27,11 @@ from ecnas_plugin.adapters import nasbench101 as nb
 from ecnas_plugin.errors import InvalidArchitecture, SchemaError, UnknownName
 
 NASLIB_VERTICES = 7
-# EC-NAS space name → (table, max vertices)
-SPACES = {"ecnas-4v": ("ecnas-4v", 4), "ecnas-5v": ("ecnas-5v", 5)}
+# NASLib's NB101 graph type: the registered space whose NaslibMapping has it is served here.
+GRAPH_TYPE = "nasbench101"
+# What a query returns per repeat: NAS-Bench-101's key -> the table column it is read from.
+_METRICS = {"train_accuracy": "train_acc", "validation_accuracy": "val_acc", "test_accuracy": "test_acc",
+            "training_time": "train_time_s", "trainable_parameters": "params", "train_energy_kwh": "train_energy_kwh"}
 
 
 @lru_cache(maxsize=65536)
@@ -39,25 +47,24 @@ def spec_hash(matrix: object, ops: object) -> str:
 
 
 class Subspace:
-    """All valid cells with at most ``max_vertices`` vertices that ``table`` holds, one per hash.
+    """The valid cells a table holds, one per module hash; ``max_vertices`` is its largest cell's.
 
     Sampling, mutation and neighbours never leave the subspace. Random draws use the ``random``
     and ``numpy.random`` global streams, as NASLib's own NB101 space does, so seeds behave alike.
     """
 
-    def __init__(self, name: str, max_vertices: int, keys: set[str]):
-        self.name = name
-        self.max_vertices = max_vertices
-        cells = {}
-        for h, cell in nb.cells_by_hash(max_vertices).items():
-            if h in keys:
-                m, ops = nb.pad(cell, NASLIB_VERTICES)
-                m.setflags(write=False)
-                cells[h] = (m, tuple(ops))
+    def __init__(self, name: str, cells: Mapping[str, nb.Cell]):
         if not cells:
-            raise UnknownName(f"cells of {name} in the table", None, sorted(keys)[:5])
-        self.cells: dict[str, tuple[np.ndarray, tuple[str, ...]]] = cells
-        self.keys: list[str] = sorted(cells)
+            raise UnknownName(f"cells of {name} in the table", None)
+        self.name = name
+        self.max_vertices = max(c.num_vertices for c in cells.values())
+        padded = {}
+        for h, cell in cells.items():
+            m, ops = nb.pad(cell, NASLIB_VERTICES)
+            m.setflags(write=False)
+            padded[h] = (m, tuple(ops))
+        self.cells: dict[str, tuple[np.ndarray, tuple[str, ...]]] = padded
+        self.keys: list[str] = sorted(padded)
 
     def __deepcopy__(self, memo: dict) -> Subspace:  # shared by every clone of a NASLib graph
         return self
@@ -154,53 +161,72 @@ class _ApiModule:
 
 
 class EcnasBench:
-    """``nb101_data`` for NASLib, answered from an EC-NAS table.
+    """``nb101_data`` for NASLib, answered from an NB101 energy table's slices.
 
     ``query(spec, epochs=None)`` returns NAS-Bench-101's keys (``train_accuracy``,
     ``validation_accuracy``, ``test_accuracy`` as fractions, ``training_time`` s,
     ``trainable_parameters``) plus ``train_energy_kwh``; like NAS-Bench-101 it picks one of the
-    table's repeats with ``random.randint``. ``epochs`` defaults to ``default_epochs``.
+    table's repeats with ``random.randint``. ``epochs`` defaults to ``default_epochs`` (the
+    table's largest budget unless given).
     """
 
     def __init__(self, table: object, subspace: Subspace, default_epochs: int | None = None):
-        frame = table.frame  # type: ignore[attr-defined]
-        epochs = sorted(frame["epochs"].unique().tolist())
+        epochs = table.values("epochs")  # type: ignore[attr-defined]
         if default_epochs is None:
             default_epochs = epochs[-1]
         if default_epochs not in epochs:
             raise UnknownName("epoch budget", default_epochs, epochs, context=f"in table {table.name!r}")  # type: ignore[attr-defined]
-        if frame[["dataset", "hardware", "campaign"]].nunique().max() > 1:
-            raise SchemaError(f"table {table.name!r} mixes datasets, hardware or campaigns; the EC-NAS "  # type: ignore[attr-defined]
-                              "spaces need a single one", column="campaign")
+        mixed = [c for c in ("dataset", "hardware", "campaign") if len(table.values(c)) > 1]  # type: ignore[attr-defined]
+        if mixed:
+            raise SchemaError(f"table {table.name!r} mixes several {mixed[0]} values; a table served as a "  # type: ignore[attr-defined]
+                              "NASLib search space needs a single one", column=mixed[0])
         self.table = table
         self.subspace = subspace
         self.default_epochs = int(default_epochs)
-        # key -> epochs -> list of metric dicts (one per repeat), built once: queries are O(1).
-        self._rows: dict[str, dict[int, list[dict]]] = {}
-        cols = ["arch_key", "epochs", "repeat", "train_acc", "val_acc", "test_acc", "train_time_s",
-                "params", "train_energy_kwh"]
-        for k, e, _r, tr, va, te, t, p, en in sorted(zip(*(frame[c].tolist() for c in cols))):
-            self._rows.setdefault(k, {}).setdefault(int(e), []).append({
-                "train_accuracy": tr, "validation_accuracy": va, "test_accuracy": te,
-                "training_time": t, "trainable_parameters": p, "train_energy_kwh": en,
-            })
+        # epochs -> key -> one metric dict per repeat, from the table's slice at that budget (built
+        # on first use): a query is a dict lookup and a copy.
+        self._rows: dict[int, dict[str, list[dict]]] = {}
+        self._runs_at(self.default_epochs)
 
     def __deepcopy__(self, memo: dict) -> EcnasBench:
         return self
 
+    def _runs_at(self, epochs: int) -> dict[str, list[dict]]:
+        rows = self._rows.get(epochs)
+        if rows is None:
+            s = self.table.slice(epochs=epochs, columns=tuple(_METRICS.values()))  # type: ignore[attr-defined]
+            missing = [col for col in ("val_acc", "test_acc") if col not in s.means or np.isnan(s.means[col]).all()]
+            if missing:
+                raise SchemaError(f"table {self.table.name!r} has no {missing[0]} at {epochs} epochs: an "  # type: ignore[attr-defined]
+                                  "energy-only table cannot be served as a NASLib search space", column=missing[0])
+            rows = {}
+            for key in s.keys:
+                rec = s.repeats[key]
+                n = len(rec["val_acc"])
+                rows[key] = [{name: float(rec[col][r]) if col in rec else float("nan") for name, col in _METRICS.items()}
+                             for r in range(n)]
+            self._rows[epochs] = rows
+        return rows
+
     def is_valid(self, spec: ModelSpec) -> bool:
-        """True for a cell of the subspace (NAS-Bench-101 validity plus the vertex limit)."""
+        """True for a cell of the subspace (NAS-Bench-101 validity plus the table's cells)."""
         h = spec.hash_spec()
         return h is not None and h in self.subspace
 
     def _runs(self, key: str, epochs: int) -> list[dict]:
+        rows = self._rows.get(epochs)
+        if rows is None:
+            budgets = self.table.values("epochs")  # type: ignore[attr-defined]
+            if epochs not in budgets:
+                raise UnknownName("epoch budget", epochs, budgets, context=f"in table {self.table.name!r}")  # type: ignore[attr-defined]
+            rows = self._runs_at(epochs)
         try:
-            return self._rows[key][epochs]
+            return rows[key]
         except KeyError:
-            if key not in self._rows:
+            if key not in self.subspace:
                 raise UnknownName(f"{self.subspace.name} cell", key, self.subspace.keys) from None
-            raise UnknownName("epoch budget", epochs, sorted(self._rows[key]),
-                              context=f"for cell {key}") from None
+            has = [e for e in self.table.values("epochs") if key in self._runs_at(e)]  # type: ignore[attr-defined]
+            raise UnknownName("epoch budget", epochs, has, context=f"for cell {key}") from None
 
     def query(self, spec: ModelSpec, epochs: int | None = None, stop_halfway: bool = False) -> dict:
         if stop_halfway:
@@ -220,38 +246,64 @@ class EcnasBench:
         spec = self.subspace.spec(key)
         fixed = {"module_adjacency": spec["matrix"], "module_operations": spec["ops"],
                  "trainable_parameters": self.mean(key)["trainable_parameters"]}
-        computed = {e: [{"final_" + k: v for k, v in r.items()} for r in runs]
-                    for e, runs in self._rows[key].items()}
+        computed = {}
+        for e in self.table.values("epochs"):  # type: ignore[attr-defined]
+            runs = self._runs_at(e).get(key)
+            if runs is not None:
+                computed[e] = [{"final_" + k: v for k, v in r.items()} for r in runs]
         return fixed, computed
 
     def hash_iterator(self) -> Iterator[str]:
         return iter(self.subspace.keys)
 
 
-def load_subspace(name: str, table: object | None = None) -> Subspace:
-    """The EC-NAS subspace ``name`` ("ecnas-4v" or "ecnas-5v"), cells restricted to its table."""
-    if name not in SPACES:
-        raise UnknownName("EC-NAS search space", name, SPACES)
-    table_name, vertices = SPACES[name]
+def _table(name: str, table: object | None) -> object:
+    """The registered table ``name`` (UnknownName lists the tables), checked to be NB101-type."""
+    from ecnas_plugin.registry import get_registry
+
     if table is None:
         import ecnas_plugin as ep
 
-        table = ep.load_table(table_name)
-    return _cached_subspace(name, vertices, frozenset(table.frame["arch_key"].unique().tolist()))  # type: ignore[attr-defined]
+        table = ep.load_table(name)
+    space = get_registry().space(table.space)  # type: ignore[attr-defined]
+    space.require("naslib", flow=f"serving table {name!r} as a NASLib search space")
+    if space.naslib.graph_type != GRAPH_TYPE:  # type: ignore[union-attr]
+        raise SchemaError(f"table {name!r} is space {space.name!r} (NASLib {space.naslib.graph_type!r}); only "  # type: ignore[union-attr]
+                          f"tables of NASLib's {GRAPH_TYPE!r} graphs can be served as EC-NAS-style subspaces "
+                          "(their accuracies answer NASLib's NB101 queries)", column="space")
+    frame = table.frame  # type: ignore[attr-defined]
+    for col in ("val_acc", "test_acc"):
+        if col not in frame.columns or frame[col].isna().all():
+            raise SchemaError(f"table {name!r} has no {col}: an energy-only table cannot be served as a NASLib "
+                              "search space (use it as energy.table on NASLib's own space instead)", column=col)
+    return table
+
+
+def load_subspace(name: str, table: object | None = None) -> Subspace:
+    """The cells of NB101 table ``name`` (any registered one, e.g. ``ecnas-4v``, ``ecnas-5v``) as a subspace."""
+    table = _table(name, table)
+    return _cached_subspace(name, table.space, frozenset(table.values("arch_key")))  # type: ignore[attr-defined]
 
 
 @lru_cache(maxsize=8)
-def _cached_subspace(name: str, vertices: int, keys: frozenset[str]) -> Subspace:
-    return Subspace(name, vertices, set(keys))
+def _cached_subspace(name: str, space_name: str, keys: frozenset[str]) -> Subspace:
+    from ecnas_plugin.registry import get_registry
+
+    space = get_registry().space(space_name)
+    cells = {}
+    for key in sorted(keys):
+        try:
+            cell = space.decode(key)
+        except InvalidArchitecture as exc:
+            raise SchemaError(f"table {name!r} cannot be served as a NASLib search space: cell {key}: {exc}",
+                              column="arch_key") from None
+        cells[space.canonical_key(cell)] = cell
+    return Subspace(name, cells)
 
 
 def build_dataset_api(name: str, table: object | None = None, epochs: int | None = None) -> dict:
-    """NASLib ``dataset_api`` for EC-NAS space ``name``: ``{"api", "nb101_data", "ecnas_space"}``."""
-    if name not in SPACES:
-        raise UnknownName("EC-NAS search space", name, SPACES)
-    if table is None:
-        import ecnas_plugin as ep
-
-        table = ep.load_table(SPACES[name][0])
+    """NASLib ``dataset_api`` for NB101 table ``name`` served as a search space:
+    ``{"api", "nb101_data", "ecnas_space"}`` (``ecnas_space``: the table's name)."""
+    table = _table(name, table)
     subspace = load_subspace(name, table)
     return {"api": _ApiModule, "nb101_data": EcnasBench(table, subspace, epochs), "ecnas_space": name}

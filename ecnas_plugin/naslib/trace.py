@@ -48,20 +48,21 @@ class CellValues:
 
 
 class EnergySource:
-    """Energy (and true accuracies) per architecture key from one slice of an energy table;
-    with ``missing: predict``, cells the slice lacks get a labelled surrogate prediction."""
+    """Energy (and true accuracies) per architecture key from one slice of an energy table
+    (:meth:`ecnas_plugin.table.EnergyTable.slice`); with ``missing: predict``, cells the slice
+    lacks get a labelled surrogate prediction."""
 
     def __init__(self, table: object, cfg: EnergyConfig, dataset: str | None = None):
-        frame: pd.DataFrame = table.frame  # type: ignore[attr-defined]
         self.table_name = str(table.name)  # type: ignore[attr-defined]
-        if cfg.column not in frame.columns:
-            energy_cols = [c for c in frame.columns if c.endswith(("_kwh", "_mj"))]
-            raise UnknownName("energy column", cfg.column, energy_cols, context=f"in table {self.table_name!r}")
-        rows = frame
+        columns = table.frame.columns  # type: ignore[attr-defined]
+        if cfg.column not in columns:
+            energy_cols = [c for c in columns if c.endswith(("_kwh", "_mj"))]
+            raise ConfigError("energy.column", str(UnknownName("energy column", cfg.column, energy_cols,
+                                                               context=f"in table {self.table_name!r}")))
         chosen: dict = {}
         for col, want, key in (("epochs", cfg.epochs, "energy.epochs"), ("hardware", cfg.hardware, "energy.hardware"),
                                ("campaign", cfg.campaign, "energy.campaign"), ("dataset", dataset, "dataset")):
-            have = sorted(rows[col].unique().tolist())
+            have = table.values(col)  # type: ignore[attr-defined]
             if want is None:
                 if col == "epochs":
                     want = have[-1]
@@ -71,31 +72,39 @@ class EnergySource:
                     want = have[0]
             if want not in have:
                 raise ConfigError(key, f"{want!r} not in table {self.table_name!r}; available: {have}")
-            rows = rows[rows[col] == want]
             chosen[col] = want
-        self.epochs = int(chosen["epochs"])
-        rows = rows.dropna(subset=[cfg.column])
-        means = rows.groupby("arch_key")[[cfg.column, "train_acc", "val_acc", "test_acc"]].mean()
-        # a cell's label: measured when all its rows are; else its (first) other label, e.g. scaled
-        labels = pd.Series("measured", index=means.index, dtype=object)
-        if "source" in rows:
-            other = rows[rows["source"] != "measured"].groupby("arch_key")["source"].min()
-            labels.loc[other.index] = other
+        try:
+            s = table.slice(epochs=chosen["epochs"], dataset=chosen["dataset"], hardware=chosen["hardware"],  # type: ignore[attr-defined]
+                            campaign=chosen["campaign"], columns=(cfg.column, "train_acc", "val_acc", "test_acc", "source"))
+        except UnknownName as exc:  # each part exists, but not together
+            raise ConfigError("energy.epochs", f"table {self.table_name!r} has no rows at {chosen}: {exc}") from None
+        self.epochs = int(s.epochs)
+        self.dataset = s.dataset
         self.column = cfg.column
-        self.values: dict[str, CellValues] = {
-            k: CellValues(*map(float, v), source=str(label))
-            for k, v, label in zip(means.index, means.to_numpy(), labels.to_numpy())}
+        nan = np.full(len(s.keys), math.nan)
+        energy, train, val, test = (s.means.get(c, nan) for c in (cfg.column, "train_acc", "val_acc", "test_acc"))
+        self.values: dict[str, CellValues] = {}
+        for i, k in enumerate(s.keys):
+            if math.isnan(energy[i]):
+                continue  # no repeat has this energy column: the cell is missing here
+            labels = s.repeats[k].get("source")
+            # a cell's label: measured when all its repeats are; else its (first) other label, e.g. scaled
+            label = "measured"
+            if labels is not None and not (labels == "measured").all():
+                label = min(str(x) for x in labels if x != "measured")
+            self.values[k] = CellValues(float(energy[i]), float(train[i]), float(val[i]), float(test[i]), source=label)
+        if not self.values:
+            raise ConfigError("energy.column", f"table {self.table_name!r} has no {cfg.column} at {chosen}")
         # key -> energy: the one lookup every evaluation makes (predictions are added as they come)
         self.energy: dict[str, float] = {k: v.energy for k, v in self.values.items()}
-        energies = means[cfg.column].to_numpy()
+        energies = np.fromiter(self.energy.values(), dtype=float)
         self.median_energy = float(np.median(energies))
         self.max_energy = float(energies.max())
         self.predict = None
         if cfg.missing == "predict":
             from ecnas_plugin.naslib.predict import PredictedEnergy
 
-            space = str(rows["space"].iloc[0]) if "space" in rows and len(rows) else "nasbench101"
-            self.predict = PredictedEnergy(cfg, self.table_name, frame, dict(chosen, space=space))
+            self.predict = PredictedEnergy(cfg, self.table_name, table.frame, dict(chosen, space=s.space))  # type: ignore[attr-defined]
 
     def get(self, key: str, spec: object = None) -> CellValues:
         """Values of cell ``key``; a cell the table lacks is predicted (``missing: predict``; ``spec``:
@@ -127,8 +136,11 @@ class RunState:
     front and ``errors.json`` columns are in fractions, like the energy tables.
     """
 
-    def __init__(self, cfg: EnergyConfig, source: EnergySource, seed: int = 0, accuracy_scale: float = 1.0):
+    def __init__(self, cfg: EnergyConfig, source: EnergySource, seed: int = 0, accuracy_scale: float = 1.0,
+                 provenance: dict | None = None):
         self.cfg = cfg
+        # the software behind the run (ecnas-plugin and NASLib versions, NASLib's commit where known)
+        self.provenance = provenance
         self.accuracy_scale = float(accuracy_scale)
         self.source = source
         params = cfg.objective_params()
@@ -311,10 +323,12 @@ class RunState:
         frame = self.trace()
         out = {"reference_point": {"error": self.reference_point[0], self.source.column: self.reference_point[1]},
                "objective": self.cfg.objective, "table": self.source.table_name, "epochs": self.source.epochs,
+               "energy_dataset": self.source.dataset,
                "search_energy_kwh": self.budget.spent_kwh, "evaluations": self.budget.evaluations,
                "budget_kwh": self.budget.budget_kwh, "stopped_by_budget": self.stopped_early,
                "hypervolume_val": 0.0, "hypervolume_test": 0.0, "front": [],
-               "energy_sources": {}, "prediction": None if self.source.predict is None else self.source.predict.describe()}
+               "energy_sources": {}, "prediction": None if self.source.predict is None else self.source.predict.describe(),
+               "provenance": self.provenance}
         if frame.empty:
             return out
         cells = frame.drop_duplicates("arch_key")

@@ -2,10 +2,11 @@
 
 NASLib is imported only when :func:`naslib_sms_emoa` is called (after
 ``ecnas_plugin.naslib.compat.apply()``, which lets NASLib import on Python >= 3.10). Use it on
-the EC-NAS spaces (``ecnas_plugin.naslib.spaces.search_space`` with
-``ecnas_plugin.naslib.subspace.build_dataset_api``), whose ``dataset_api["nb101_data"]`` answers
-the training energy of a cell; run it with the bridge's energy objective *off*: the optimizer
-handles accuracy and energy itself, as two objectives.
+an NB101 energy table served as a NASLib search space (``ecnas_plugin.naslib.spaces.search_space``
+with ``ecnas_plugin.naslib.subspace.build_dataset_api``, any registered NB101 table with accuracies,
+e.g. ``ecnas-4v``), whose ``dataset_api["nb101_data"]`` answers the training energy of a cell;
+run it with the bridge's energy objective *off*: the optimizer handles accuracy and energy
+itself, as two objectives.
 
     from ecnas_plugin.naslib import compat; compat.apply()
     optimizer = naslib_sms_emoa()(config)        # config: NASLib CfgNode (dataset, seed, search.population_size)
@@ -25,15 +26,14 @@ from .optimizers import worst_member
 
 
 def _energy_kwh(arch: object, dataset_api: dict | None) -> float:
-    """Training energy of ``arch`` (mean over repeats) from an EC-NAS ``dataset_api``."""
-    from ecnas_plugin.naslib.subspace import spec_hash
+    """Training energy of ``arch`` (mean over repeats) from a served table's ``dataset_api``."""
+    from ecnas_plugin.naslib.spaces import key_of
 
     bench = (dataset_api or {}).get("nb101_data")
     if not hasattr(bench, "mean"):
-        raise EcnasError("the multi-objective optimizer needs an EC-NAS dataset_api (energy per cell): build it "
-                         "with ecnas_plugin.naslib.subspace.build_dataset_api('ecnas-4v' or 'ecnas-5v')")
-    spec = arch.get_spec()  # type: ignore[attr-defined]
-    return float(bench.mean(spec_hash(spec["matrix"], spec["ops"]))["train_energy_kwh"])
+        raise EcnasError("the multi-objective optimizer needs a dataset_api with energy per cell: build it with "
+                         "ecnas_plugin.naslib.subspace.build_dataset_api(<an NB101 table name, e.g. 'ecnas-4v'>)")
+    return float(bench.mean(key_of(arch))["train_energy_kwh"])
 
 
 @lru_cache(maxsize=1)

@@ -5,8 +5,16 @@
     write_report(out)
 """
 
-from .config import ConfigError, RunSpec, Study, load_study, parse_study
-from .report import write_report
-from .runner import load_runs, run_study
-
 __all__ = ["ConfigError", "RunSpec", "Study", "load_runs", "load_study", "parse_study", "run_study", "write_report"]
+
+_WHERE = {"ConfigError": "config", "RunSpec": "config", "Study": "config", "load_study": "config",
+          "parse_study": "config", "write_report": "report", "load_runs": "runner", "run_study": "runner"}
+
+
+def __getattr__(name: str):
+    # Loaded on first use: `ecnas --help` builds the study parser without pandas or the optimizers.
+    if name in _WHERE:
+        from importlib import import_module
+
+        return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -264,7 +264,7 @@ def parse_study(data: dict, *, where: str = "study config") -> Study:
     if len(set(ids)) != len(ids):
         raise ConfigError("the study config", "the grid repeats a run (duplicate space, optimizer or seed)")
     if naslib_optimizers:
-        naslib_runs.require(naslib_optimizers)  # the last check: every other mistake is named first
+        naslib_runs.require(naslib_optimizers, [s for s, _, _ in spaces])  # the last check: every other mistake first
     output = Path(data.get("output", Path("studies") / name))
     return Study(name=name, description=str(data.get("description", "")), output=output,
                  runs=tuple(cells), workers=workers, source=data)

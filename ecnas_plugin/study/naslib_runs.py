@@ -17,12 +17,16 @@ Mapping:
   per epoch; the trace is cut at N should an optimizer ever evaluate more);
   ``{search_kwh: X}`` → ``energy.search_budget_kwh: X`` with ``search.epochs`` = the number of
   cells of the space (the built-in searches stop there too).
-- The space's epoch budget → ``energy.epochs``; only ``ecnas-4v`` and ``ecnas-5v`` exist as NASLib spaces.
+- The study space (a table name) → ``search_space``: any registered NB101 table with accuracies is
+  served to NASLib as an EC-NAS-style subspace (:mod:`ecnas_plugin.naslib.subspace`); its epoch
+  budget → ``energy.epochs``. :func:`require` refuses, before anything runs, a table the bridge
+  cannot serve (another space's, or one without accuracies), naming it.
 
 Differences from a built-in run, by construction of the bridge: the bridge charges each evaluation
 the cell's *mean* training energy over the table's repeats (a built-in run charges the drawn
 repeat's), so ``train_energy_kwh`` equals ``true_energy_kwh`` here; the observed repeat is
-recovered from the validation accuracy NASLib saw. NASLib's checkpoints (torch pickles) are
+recovered from the validation accuracy NASLib saw, and ``config``, ``source`` and the true values
+come from the study's :class:`~ecnas_plugin.search.space.TabularSpace` of the same table. NASLib's checkpoints (torch pickles) are
 written to a temporary folder and dropped; its ``errors.json`` and the bridge's
 ``pareto_front.json`` are kept under ``runs/<run_id>/naslib/``.
 """
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +44,10 @@ import pandas as pd
 from ecnas_plugin.errors import DataFormatError, EcnasError
 from ecnas_plugin.objectives import make_objective
 from ecnas_plugin.search.run import TRACE_COLUMNS
-from ecnas_plugin.search.space import TabularSpace
+from ecnas_plugin.search.space import Point, TabularSpace
 
 PREFIX = "naslib:"
 OPTIMIZERS = ("rs", "re", "ls", "bananas", "npenas")
-SPACES = ("ecnas-4v", "ecnas-5v")  # the EC-NAS spaces the bridge offers as NASLib search spaces
 KEPT_FILES = ("errors.json", "pareto_front.json")
 NASLIB_DIR = "naslib"
 
@@ -71,10 +75,26 @@ def names() -> tuple[str, ...]:
     return tuple(PREFIX + n for n in OPTIMIZERS)
 
 
-def require(optimizers: list[str]) -> None:
-    """Refuse (before anything runs) when NASLib is missing: says which optimizers need it and how to install."""
+def check_tables(tables: list[str]) -> None:
+    """Refuse (before anything runs) a study table the bridge cannot serve to NASLib as a search
+    space: a table of a space that does not map onto NASLib's NB101 graphs (ConfigError naming
+    ``spaces``). Needs no NASLib and loads no table."""
+    from ecnas_plugin.naslib import spaces
+    from ecnas_plugin.study.config import ConfigError
+
+    for name in tables:
+        try:
+            spaces.target(name)
+        except EcnasError as exc:
+            raise ConfigError(f"spaces[{name}]", f"NASLib optimizers cannot search table {name!r}: {exc}") from None
+
+
+def require(optimizers: list[str], tables: Sequence[str] = ()) -> None:
+    """Refuse (before anything runs) when NASLib is missing: says which optimizers need it and how
+    to install; and ``tables`` the bridge cannot serve (:func:`check_tables`)."""
     from ecnas_plugin.naslib.compat import NaslibUnavailable, require_naslib
 
+    check_tables(list(tables))
     try:
         require_naslib()
     except NaslibUnavailable as exc:
@@ -147,36 +167,42 @@ def run_naslib(spec, space: TabularSpace, run_folder: Path) -> pd.DataFrame:
 def convert_trace(bridge_trace: pd.DataFrame, space: TabularSpace, source: str = "energy_trace.parquet") -> pd.DataFrame:
     """The bridge's energy trace → the study's trace (one row per evaluation, ``TRACE_COLUMNS``).
 
-    True values come from ``space`` (the same table slice the bridge used); the observed repeat
-    is the one whose validation accuracy NASLib saw. ``best_*`` follow the accuracy incumbent
-    (highest observed validation accuracy so far), as in a built-in run.
+    True values, the configuration's text form and the energy's source label come from ``space``
+    (the same table slice the bridge used); the observed repeat is the one whose validation
+    accuracy NASLib saw. ``best_*`` follow the accuracy incumbent (highest observed validation
+    accuracy so far), as in a built-in run.
     """
     need = ("arch_key", "val_acc", "train_energy_kwh", "objective", "search_energy_kwh")
     for col in need:
         if col not in bridge_trace.columns:
             raise DataFormatError(source, None, f"bridge trace lacks column {col!r} (has {list(bridge_trace.columns)})")
     if "energy_source" in bridge_trace.columns:
-        other = sorted(set(bridge_trace["energy_source"].dropna()) - {"measured"})
-        if other:  # the study's true energies are the table's measured means: never mix in predictions
-            raise DataFormatError(source, None, f"bridge trace has {other} energies; a study needs measured ones")
-    index = {k: i for i, k in enumerate(space.keys)}
+        predicted = int((bridge_trace["energy_source"] == "predicted").sum())
+        if predicted:  # the study's true energies are the table's own values: never mix in predictions
+            raise DataFormatError(source, None, f"bridge trace has {predicted} predicted energies; a study needs "
+                                                "the table's own")
+    if space.epochs is None:
+        raise DataFormatError(source, None, f"space {space.name} searches budgets {list(space.budgets)}; a NASLib "
+                                            "run searches one")
+    epochs = space.epochs
     rows: list[tuple] = []
     best = None
     for n, r in enumerate(bridge_trace.itertuples(index=False), start=1):
-        i = index.get(r.arch_key)
-        if i is None:
+        if r.arch_key not in space.key_set:
             raise DataFormatError(source, n - 1, f"cell {r.arch_key} is not in space {space.name}")
-        rec = space.repeats(r.arch_key)
+        point = Point(r.arch_key, epochs)
+        i = space.index(point)
+        rec = space.repeats(r.arch_key, epochs)
         hits = np.flatnonzero(np.isclose(rec["val_acc"], r.val_acc, rtol=0, atol=1e-9))
         if not len(hits):
             raise DataFormatError(source, n - 1, f"validation accuracy {r.val_acc!r} of cell {r.arch_key} matches "
-                                                 f"no repeat of table {space.name} at {space.epochs} epochs")
+                                                 f"no repeat of table {space.name} at {epochs} epochs")
         rep = int(hits[0])
-        cell = space.cells[i]
         true = (float(space.true_val_acc[i]), float(space.true_test_acc[i]), float(space.true_energy_kwh[i]))
         if best is None or r.val_acc > best[0]:
             best = (float(r.val_acc), true[1], true[2])
-        rows.append((n, r.arch_key, "".join(str(v) for row in cell.matrix for v in row), ",".join(cell.ops), rep,
+        rows.append((n, r.arch_key, space.describe(point), epochs, rep,
                      float(r.val_acc), float(rec["test_acc"][rep]), float(r.train_energy_kwh),
-                     float(rec["train_time_s"][rep]), *true, float(r.objective), float(r.search_energy_kwh), *best))
+                     float(rec["train_time_s"][rep]), str(rec["source"][rep]), *true,
+                     float(r.objective), float(r.search_energy_kwh), *best))
     return pd.DataFrame(rows, columns=list(TRACE_COLUMNS))

@@ -6,14 +6,23 @@ pass for a measurement:
 - ``"counter"``: difference of a cumulative hardware energy counter (NVML total energy, RAPL);
 - ``"sampled"``: power samples integrated over time (NVML power on GPUs without the counter);
 - ``"estimated"``: a model or TDP constant (codecarbon without RAPL); never a measurement.
+
+A meter declares what it would deliver here through :meth:`Meter.expected_methods` (by default
+its class attribute ``methods``; a component it does not declare counts as ``"estimated"``), which
+is how ``auto`` (:func:`ecnas_plugin.energy.meters.default_meter`) ranks every registered meter.
+
+Window edges are synchronised with CUDA by :meth:`Meter.start` and :meth:`Meter.stop` themselves
+(when torch is imported and CUDA is initialised), so a window always covers the kernels queued
+inside it, whoever opens it.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,6 +36,17 @@ COMPONENTS = ("gpu", "cpu", "ram")
 def weakest_method(methods: Iterable[str]) -> str:
     """The least trustworthy of several methods: a sum is only as good as its weakest part."""
     return max(methods, key=METHODS.index)
+
+
+def synchronize_cuda() -> bool:
+    """Wait for the kernels queued on the current CUDA device, where torch is already imported
+    and CUDA initialised (never imports torch, never initialises CUDA). True if it synchronised."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    if cuda is None or not cuda.is_initialized():
+        return False
+    cuda.synchronize()
+    return True
 
 
 @dataclass(frozen=True)
@@ -81,10 +101,14 @@ class Meter(ABC):
 
     A meter can be reused: every start/stop pair is a new window (e.g. one per epoch). As a
     context manager, ``with meter: ...`` stores the window's reading in ``meter.reading``.
+    ``start`` and ``stop`` synchronise CUDA (see :func:`synchronize_cuda`) before they read
+    anything, so GPU work queued before the window is outside it and work queued inside is in it.
     """
 
     name: ClassVar[str]
     components: ClassVar[tuple[str, ...]]  # what this kind of meter can measure
+    #: how each component's number is obtained (a METHODS value); undeclared ones are "estimated"
+    methods: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, components: Sequence[str] | None = None) -> None:
         #: components this instance reports (a subset of ``components``, e.g. to combine meters)
@@ -96,6 +120,14 @@ class Meter(ABC):
     @abstractmethod
     def probe(cls) -> tuple[bool, str]:
         """Whether this meter works here, and a one-line reason (what is missing, if not)."""
+
+    @classmethod
+    def expected_methods(cls) -> dict[str, str]:
+        """Component -> method this meter would report on this machine (asked only after
+        :meth:`probe` said it works). Default: ``methods``, "estimated" where it says nothing;
+        meters whose coverage depends on the machine (RAPL without DRAM, GPUs without the energy
+        counter) override it. ``auto`` prefers the strongest methods it finds."""
+        return {c: cls.methods.get(c, "estimated") for c in cls.components}
 
     @abstractmethod
     def _begin(self) -> None:
@@ -116,6 +148,7 @@ class Meter(ABC):
         """Open a window. Raises :class:`MeterError` when the meter cannot read its source."""
         if self._t0 is not None:
             raise MeterError(f"meter {self.name!r} already started; stop() it first")
+        synchronize_cuda()  # kernels queued before the window belong to no window
         self._begin()
         self._t0 = time.perf_counter()
 
@@ -123,6 +156,7 @@ class Meter(ABC):
         """Close the window and return its Reading."""
         if self._t0 is None:
             raise MeterError(f"meter {self.name!r} was not started")
+        synchronize_cuda()  # the window must cover the kernels queued inside it
         duration = time.perf_counter() - self._t0
         self._t0 = None
         self.reading = self._end(duration)

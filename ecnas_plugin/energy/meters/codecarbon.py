@@ -64,6 +64,7 @@ class CodecarbonMeter(Meter):
 
     name = "codecarbon"
     components = ("cpu", "gpu", "ram")
+    methods = {"cpu": "estimated", "gpu": "counter", "ram": "estimated"}
 
     def __init__(
         self,
@@ -92,6 +93,18 @@ class CodecarbonMeter(Meter):
         rapl_ok, rapl_why = RaplMeter.probe()
         cpu = "CPU from RAPL counters" if rapl_ok else f"CPU is a TDP estimate ({rapl_why})"
         return True, f"codecarbon {codecarbon.__version__} offline; {cpu}; RAM is an estimate"
+
+    @classmethod
+    def expected_methods(cls) -> dict[str, str]:
+        """CPU from RAPL counters where they are readable, else a TDP estimate; RAM always an
+        estimate; GPU through NVML as NVML itself would read it, only where NVML sees a GPU."""
+        from .nvml import NvmlMeter
+        from .rapl import RaplMeter
+
+        methods = {"cpu": "counter" if RaplMeter.probe()[0] else "estimated", "ram": "estimated"}
+        if NvmlMeter.probe()[0]:
+            methods["gpu"] = NvmlMeter.expected_methods()["gpu"]
+        return methods
 
     def _begin(self) -> None:
         try:

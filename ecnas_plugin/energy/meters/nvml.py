@@ -47,6 +47,7 @@ class NvmlMeter(Meter):
 
     name = "nvml"
     components = ("gpu",)
+    methods = {"gpu": "counter"}  # "sampled" on GPUs without the counter (see expected_methods)
 
     def __init__(
         self,
@@ -93,6 +94,23 @@ class NvmlMeter(Meter):
             return False, f"NVML error while listing GPUs: {e}"
         finally:
             pynvml.nvmlShutdown()
+
+    @classmethod
+    def expected_methods(cls) -> dict[str, str]:
+        """``counter`` where every GPU has NVML's energy counter, else ``sampled`` (power samples)."""
+        pynvml = _import_pynvml()
+        pynvml.nvmlInit()
+        try:
+            for i in range(pynvml.nvmlDeviceGetCount()):
+                try:
+                    pynvml.nvmlDeviceGetTotalEnergyConsumption(pynvml.nvmlDeviceGetHandleByIndex(i))
+                except pynvml.NVMLError as e:
+                    if _unsupported(pynvml, e):
+                        return {"gpu": "sampled"}
+                    raise MeterError(f"NVML energy counter of GPU {i}: {e}") from None
+        finally:
+            pynvml.nvmlShutdown()
+        return {"gpu": "counter"}
 
     def _begin(self) -> None:
         pynvml = _import_pynvml()

@@ -31,7 +31,7 @@ from ecnas_plugin.errors import DataFormatError
 
 from .base import Meter, MeterConfigError, MeterError, Reading
 
-DEFAULT_ROOT = Path("/sys/class/powercap")
+DEFAULT_ROOT = Path("/sys/class/powercap")  # read at call time: where no root is given, this one
 _ZONE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
 _PERMISSION_HINT = (
     "energy_uj is readable by root only on Linux >= 5.10 (CVE-2020-8694); run as root or "
@@ -67,12 +67,12 @@ class RaplDomain:
     max_range_uj: int
 
 
-def find_domains(root: Path = DEFAULT_ROOT) -> tuple[list[RaplDomain], list[str]]:
+def find_domains(root: Path | None = None) -> tuple[list[RaplDomain], list[str]]:
     """Counted domains under ``root``, and the zones skipped with why (for ``raw``).
 
     Raises :class:`MeterError` when the root or its zones are missing or unreadable.
     """
-    root = Path(root)
+    root = Path(DEFAULT_ROOT if root is None else root)
     if not root.is_dir():
         raise MeterError(
             f"{root} does not exist: no powercap driver (containers and VMs often lack RAPL)"
@@ -125,17 +125,18 @@ class RaplMeter(Meter):
 
     name = "rapl"
     components = ("cpu", "ram")
+    methods = {"cpu": "counter", "ram": "counter"}
 
     def __init__(
         self,
-        root: str | Path = DEFAULT_ROOT,
+        root: str | Path | None = None,
         components: Sequence[str] | None = None,
         poll_s: float | None = 30.0,
     ):
         super().__init__(components)
         if poll_s is not None and not poll_s > 0:
             raise MeterConfigError(f"poll_s must be > 0 seconds or None, got {poll_s!r}")
-        self.root = Path(root)
+        self.root = Path(DEFAULT_ROOT if root is None else root)
         self.poll_s = poll_s
         self._domains: list[RaplDomain] = []
         self._skipped: list[str] = []
@@ -147,15 +148,22 @@ class RaplMeter(Meter):
         self._poller: threading.Thread | None = None
 
     @classmethod
-    def probe(cls, root: str | Path = DEFAULT_ROOT) -> tuple[bool, str]:
+    def probe(cls, root: str | Path | None = None) -> tuple[bool, str]:
+        root = Path(DEFAULT_ROOT if root is None else root)
         try:
-            domains, _ = find_domains(Path(root))
+            domains, _ = find_domains(root)
             for d in domains:
                 read_counter(d.path / "energy_uj")
         except (MeterError, DataFormatError) as e:
             return False, str(e)
         names = ", ".join(f"{d.label}->{d.component}" for d in domains)
         return True, f"{len(domains)} RAPL domain(s) readable under {root}: {names}"
+
+    @classmethod
+    def expected_methods(cls, root: str | Path | None = None) -> dict[str, str]:
+        """``counter`` for each component a readable domain covers (no DRAM zone: no "ram")."""
+        domains, _ = find_domains(root)
+        return {c: "counter" for c in cls.components if any(d.component == c for d in domains)}
 
     def _begin(self) -> None:
         if not self._domains:  # discover once; later windows reuse the domain list

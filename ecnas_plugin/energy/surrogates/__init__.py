@@ -1,39 +1,69 @@
-"""Energy surrogates: predict the training energy of NAS-Bench-101 cells nobody measured, with a σ.
+"""Energy surrogates: predict the training energy of architectures nobody measured, with a σ.
 
 Python API::
 
     from ecnas_plugin.energy import surrogates as S
-    p = S.fit(load_table("ecnas-5v").frame, "additive")   # a Predictor for (ecnas-5v, 4 epochs, ...)
+    p = S.fit(load_table("ecnas-5v").frame, "additive")   # a Predictor for (nasbench101, ecnas-5v, 4 epochs, ...)
     S.evaluate(p, held_out_frame)                         # τ, ρ, R², MAE Wh, ±1σ/±2σ coverage
     S.predict_energy([cell, "e1aeb4..."])                 # shipped default model, source="predicted"
     p.save(folder); S.Predictor.load(folder)
 
-Surrogate model classes (base: :class:`ecnas_plugin.energy.surrogates.models.Surrogate`) are
-plugins: this module implements the ``ecnas_surrogates`` hook for the built-in ones.
+Any space with the ``features`` capability works the same way (the table's ``space`` column picks
+it; e.g. an NB201 table gives a predictor of NB201 arch strings).
+
+Surrogate model classes (base: :class:`ecnas_plugin.energy.surrogates.base.Surrogate`) are
+plugins: this module implements the ``ecnas_surrogates`` hook for the built-in ones. Importing it
+is cheap: every public name is loaded from its module on first use, so the registry, which
+imports this module as an entry point, pulls in no model, LightGBM, torch or pandas.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from ecnas_plugin.hookspecs import hookimpl
 
-from .evaluation import evaluate, learning_curve, metrics, plot_learning_curve
-from .features import FEATURE_SET, CellBatch, CellIndex, default_cell_index, nb101_features, size_counts
-from .models import (BUILTIN_SURROGATES, AdditiveSurrogate, EnsembleSurrogate, LightGBMSurrogate, MLPSurrogate,
-                     Surrogate)
-from .predictor import Context, Predictor, default_predictor, fit, predict_energy
-from .scaling import EpochScaling, scaling_errors
+# public name -> module that defines it (loaded on first attribute access)
+_EXPORTS = {
+    "Surrogate": "base",
+    "BUILTIN_SURROGATES": "models", "AdditiveSurrogate": "models", "EnsembleSurrogate": "models",
+    "LightGBMSurrogate": "models", "MLPSurrogate": "models",
+    "FEATURE_SET": "features", "CellBatch": "features", "CellIndex": "features",
+    "default_cell_index": "features", "nb101_features": "features", "size_counts": "features",
+    "Context": "predictor", "Predictor": "predictor", "default_predictor": "predictor", "fit": "predictor",
+    "predict_energy": "predictor",
+    "evaluate": "evaluation", "learning_curve": "evaluation", "metrics": "evaluation",
+    "plot_learning_curve": "evaluation",
+    "EpochScaling": "scaling", "scaling_errors": "scaling",
+}
+_ALIASES = {"predict": ("predictor", "predict_energy")}
+_SUBMODULES = ("base", "cli", "evaluation", "features", "models", "predictor", "scaling", "train_default")
 
-__all__ = [
-    "FEATURE_SET", "AdditiveSurrogate", "CellBatch", "CellIndex", "Context", "EnsembleSurrogate", "EpochScaling", "LightGBMSurrogate",
-    "MLPSurrogate", "Predictor", "Surrogate", "default_cell_index", "default_predictor", "evaluate", "fit",
-    "learning_curve", "metrics", "nb101_features", "plot_learning_curve", "predict", "predict_energy",
-    "scaling_errors", "size_counts",
-]
+__all__ = sorted([*_EXPORTS, *_ALIASES])
 
-predict = predict_energy
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    elif name in _ALIASES:
+        module, attr = _ALIASES[name]
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+# No module __dir__ listing the lazy names: pluggy registers a plugin by getattr() on every name
+# dir() gives, which would import them all.
 
 
 @hookimpl
 def ecnas_surrogates():
     """The built-in surrogate model classes: lightgbm, mlp, ensemble, additive."""
+    from .models import BUILTIN_SURROGATES
+
     return list(BUILTIN_SURROGATES)

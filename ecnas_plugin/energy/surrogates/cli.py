@@ -9,9 +9,13 @@ from pathlib import Path
 
 
 def _frame(table: str, epochs: int | None):
+    """Measured rows of ``table`` (a registered table name, or the folder of a saved table such as
+    ``ecnas measure``'s ``OUT/table``) at one budget (default: its smallest)."""
     from ecnas_plugin.api import load_table
+    from ecnas_plugin.table import EnergyTable
 
-    frame = load_table(table).frame
+    path = Path(table)
+    frame = EnergyTable.load(path).frame if (path / "manifest.json").is_file() else load_table(table).frame
     frame = frame[frame["source"] == "measured"]
     if epochs is not None:
         frame = frame[frame["epochs"] == epochs]
@@ -39,7 +43,8 @@ def fit_command(args: argparse.Namespace) -> int:
         keys = np.random.default_rng(args.seed).permutation(sorted(train["arch_key"].unique()))
         train = train[train["arch_key"].isin(keys[: args.train_cells])]
     predictor = fit(train, args.model, source_table=args.table, seed=args.seed)
-    predictor.metrics = {"held_out": evaluate(predictor, test)} if len(test) else {}
+    # metrics need 3 held-out cells; a smaller table is fitted and saved without them
+    predictor.metrics = {"held_out": evaluate(predictor, test)} if test["arch_key"].nunique() >= 3 else {}
     predictor.save(args.out)
     print(json.dumps({"saved": str(args.out), **predictor.metrics}, indent=2))
     return 0
@@ -66,17 +71,19 @@ def eval_command(args: argparse.Namespace) -> int:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    """Predicted energy (source=predicted, with σ) for cells given as hashes, ADJ:OPS or JSON."""
-    from ecnas_plugin.adapters.nasbench101 import NasBench101
-
+    """Predicted energy (source=predicted, with σ) for architectures in any form the model's space
+    reads (NB101: hash, ADJ:OPS or JSON; NB201: arch string, op indices or index)."""
     texts = list(args.arch or [])
     if args.input:
         texts += [line.strip() for line in Path(args.input).read_text().splitlines() if line.strip()]
     if not texts:
-        raise SystemExit("ecnas surrogate predict: give --arch (repeatable) or --input FILE")
-    space = NasBench101()
+        print("ecnas: error: surrogate predict: no architecture given; pass --arch (repeatable) or --input FILE",
+              file=sys.stderr)
+        return 2
+    predictor = _load(args.model_dir)
+    space = predictor.space  # the model's own space (manifest), from the registry
     archs = [space.parse_arch(t) for t in texts]
-    frame = _load(args.model_dir).predict_energy(archs)
+    frame = predictor.predict_energy(archs)
     if args.format == "json":
         print(frame.to_json(orient="records", indent=2))
     else:
@@ -93,7 +100,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     models = sorted(surrogate_classes())
 
     f = sub.add_parser("fit", help="train a surrogate on a table's measured energies")
-    f.add_argument("--table", default="ecnas-5v")
+    f.add_argument("--table", default="ecnas-5v", help="table name, or the folder of a saved table")
     f.add_argument("--epochs", type=int, help="budget to learn (default: the table's smallest)")
     f.add_argument("--model", default="additive", choices=models)
     f.add_argument("--train-cells", type=int, help="train on at most this many cells")
@@ -104,7 +111,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
 
     e = sub.add_parser("eval", help="metrics on unseen cells; optional learning curve (table + PNG)")
     e.add_argument("--model-dir", type=Path, help="saved model folder (default: the shipped model)")
-    e.add_argument("--table", default="ecnas-5v")
+    e.add_argument("--table", default="ecnas-5v", help="table name, or the folder of a saved table")
     e.add_argument("--epochs", type=int)
     e.add_argument("--rank-only", action="store_true", help="another campaign: report τ and ρ only")
     e.add_argument("--learning-curve", type=int, nargs="+", metavar="N", help="training sizes, e.g. 50 100 500 1000")
@@ -115,8 +122,10 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--png", type=Path, help="write the learning curve figure here")
     e.set_defaults(func=eval_command)
 
-    q = sub.add_parser("predict", help="predicted energy with σ for NB101 cells")
-    q.add_argument("--arch", action="append", help="module hash, ADJ:OPS or JSON (repeatable)")
+    q = sub.add_parser("predict", help="predicted energy with σ for architectures of the model's space")
+    q.add_argument("--arch", action="append",
+                   help="architecture as the model's space reads it (NB101: module hash, ADJ:OPS or JSON; "
+                        "NB201: arch string or op indices); repeatable")
     q.add_argument("--input", type=Path, help="file with one architecture per line")
     q.add_argument("--model-dir", type=Path, help="saved model folder (default: the shipped model)")
     q.add_argument("--format", choices=("csv", "json"), default="csv")

@@ -38,8 +38,9 @@ def evaluate(predictor: Predictor, frame: pd.DataFrame, index: F.CellIndex | Non
     """Metrics of ``predictor`` on the measured rows of ``frame`` (repeats averaged).
 
     Cells the model was trained on are left out (reported as ``excluded_training_cells``). Rows of
-    another campaign/budget/hardware than the predictor's are refused unless ``rank_only`` (then
-    only τ and ρ are reported: MAE and R² would compare different campaigns).
+    another space are refused; rows of another campaign/budget/hardware/dataset than the
+    predictor's are refused unless ``rank_only`` (then only τ and ρ are reported: MAE and R² would
+    compare different campaigns). ``index`` resolves NB101 hashes (default: every known cell).
     """
     targets = measured_targets(frame)
     seen = set(predictor.training.get("arch_keys", ()))
@@ -47,14 +48,16 @@ def evaluate(predictor: Predictor, frame: pd.DataFrame, index: F.CellIndex | Non
     excluded = int((~unseen).sum())
     targets = targets[unseen]
     c = predictor.context
-    other = {col: v for col, v in (("campaign", c.campaign), ("epochs", c.epochs), ("hardware", c.hardware))
-             if frame[col].iloc[0] != v}
+    if frame["space"].iloc[0] != c.space:  # other features: not even ranks compare
+        raise SchemaError(f"rows are of space {frame['space'].iloc[0]!r}; the model predicts {c.space!r}",
+                          column="space")
+    other = {col: v for col, v in (("campaign", c.campaign), ("epochs", c.epochs), ("hardware", c.hardware),
+                                   ("dataset", c.dataset)) if frame[col].iloc[0] != v}
     if other and not rank_only:
         raise SchemaError(f"rows are of another {', '.join(other)} than the model's ({c.campaign}, {c.epochs} epochs, "
-                          f"{c.hardware}): calibrate the model to them first, or ask for rank_only",
+                          f"{c.hardware}, {c.dataset}): calibrate the model to them first, or ask for rank_only",
                           column=next(iter(other)))
-    batch = (index or F.default_cell_index()).batch(list(targets["arch_key"]))
-    mean, sd = predictor.predict_batch(batch)
+    mean, sd = predictor.predict_keys(list(targets["arch_key"]), index)
     out = metrics(targets[TARGET].to_numpy(), mean, sd)
     if other:
         out = {k: out[k] for k in ("cells", "kendall_tau", "spearman_rho")}

@@ -6,6 +6,11 @@ vectorised array operation and 423k cells featurise in about a second. Parameter
 counted analytically for NB101's CIFAR-10 network (stem 128 channels, 3 stacks of 3 cells) and
 agree exactly with ``ecnas_plugin.networks`` builders and the ``params`` EC-NAS stored.
 FLOPs are multiply-accumulates, the convention of ``ecnas_plugin.networks.count_flops``.
+NAS-Bench-201 features are per-edge op one-hots plus analytic params/FLOPs of its CIFAR network.
+Op codes and op orders are the codecs' own tables (``nasbench101.SEVEN_V_OPS``, ``nasbench201.OPS``).
+
+:func:`space_features` is how the predictor featurises any space: through its ``features``
+capability (:class:`SpaceFeatures`), or NB101's vectorised path (:class:`Nb101Features`).
 """
 
 from __future__ import annotations
@@ -16,15 +21,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecnas_plugin.adapters import nasbench101 as nb101
+from ecnas_plugin.adapters import nasbench201 as nb201
 from ecnas_plugin.errors import InvalidArchitecture, UnknownName
 
 FEATURE_SET = "nb101-invariant-v2"  # bump whenever the feature vector changes meaning
-NB201_FEATURE_SET = "nb201-v1"
+NB201_FEATURE_SET = "nb201-v2"  # v2: one-hot columns in the codec's op order (nasbench201.OPS)
 
 V = nb101.MAX_VERTICES  # 7
-PAD, IN, C3, C1, MP, OUT = 0, 1, 2, 3, 4, 5
-OP_CODES = {nb101.INPUT: IN, nb101.CONV3X3: C3, nb101.CONV1X1: C1, nb101.MAXPOOL3X3: MP, nb101.OUTPUT: OUT}
-OP_NAMES = {v: k for k, v in OP_CODES.items()}
+# Op codes of a CellBatch: the codec's 7v_data.pt table (nasbench101.SEVEN_V_OPS), 0 = padding.
+# Features test ops by name (C3, C1, MP), never by code value, so they do not depend on this table.
+PAD = 0
+OP_NAMES = {PAD: "pad", **nb101.SEVEN_V_OPS}
+OP_CODES = {op: code for code, op in nb101.SEVEN_V_OPS.items()}
+IN, C1, C3, MP, OUT = (OP_CODES[op] for op in (nb101.INPUT, nb101.CONV1X1, nb101.CONV3X3, nb101.MAXPOOL3X3,
+                                               nb101.OUTPUT))
 
 # NB101 CIFAR-10 network: stacks of (output channels, spatial positions).
 STEM_CHANNELS = 128
@@ -79,7 +89,8 @@ class CellBatch:
             ("not-upper-triangular", np.tril(adjacency).any(axis=(1, 2)), "edges must point forwards"),
             ("first-op", ops[:, 0] != IN, "vertex 0 must be the input"),
             ("last-op", ops[:, -1] != OUT, "vertex 6 must be the output (padding goes before it)"),
-            ("unknown-op", ~np.isin(ops[:, 1:-1], (PAD, C3, C1, MP)).all(axis=1), "interior op codes must be 0, 2, 3 or 4"),
+            ("unknown-op", ~np.isin(ops[:, 1:-1], (PAD, C3, C1, MP)).all(axis=1),
+             f"interior op codes must be {PAD} (padding), {C1} (conv1x1), {C3} (conv3x3) or {MP} (maxpool)"),
             ("too-many-edges", adjacency.sum(axis=(1, 2)) > nb101.MAX_EDGES, f"at most {nb101.MAX_EDGES} edges"),
         ]
         adjacency = adjacency.astype(np.uint8)
@@ -121,7 +132,7 @@ def _pad(cell: nb101.Cell) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _describe(m: np.ndarray, o: np.ndarray) -> str:
-    return "".join(map(str, m.ravel().tolist())) + ":" + ",".join(OP_NAMES.get(int(c), "pad") for c in o)
+    return "".join(map(str, m.ravel().tolist())) + ":" + ",".join(OP_NAMES.get(int(c), f"code{int(c)}") for c in o)
 
 
 def _on_path(adj: np.ndarray) -> np.ndarray:
@@ -242,13 +253,21 @@ def nb101_feature_names() -> list[str]:
             *STACK_COLUMNS]
 
 
-def cost_terms() -> tuple[list[int], list[int]]:
-    """Columns of :func:`nb101_features` that add up to a network's training cost, and which of
-    them are stored as ``log1p`` (to be ``expm1``-ed back): every stack's work per op kind, the
-    op counts (kernel launches) and the edges (concatenations and additions)."""
-    names = nb101_feature_names()
-    linear = ["n_conv3x3", "n_conv1x1", "n_maxpool", "input_out_degree", "edges", *STACK_COLUMNS]
-    return [names.index(n) for n in linear], [names.index(n) for n in STACK_COLUMNS]
+def cost_terms(names: Sequence[str] | None = None) -> tuple[list[int], list[int]]:
+    """Columns of a feature array (named ``names``; default :func:`nb101_feature_names`) that add up
+    to a network's training cost, and which of them hold logs (``log1p`` or ``log``; they are
+    ``expm1``-ed back to amounts, the constant offset being absorbed by the intercept).
+
+    NB101's columns: every stack's work per op kind, the op counts (kernel launches) and the edges
+    (concatenations and additions). Any other feature set: every column, ``log_*`` ones as logs
+    (NB201: the per-edge op one-hots, which add up exactly like the network's cells, and params
+    and FLOPs).
+    """
+    names = nb101_feature_names() if names is None else list(names)
+    if names == nb101_feature_names():
+        linear = ["n_conv3x3", "n_conv1x1", "n_maxpool", "input_out_degree", "edges", *STACK_COLUMNS]
+        return [names.index(n) for n in linear], [names.index(n) for n in STACK_COLUMNS]
+    return list(range(len(names))), [i for i, n in enumerate(names) if n.startswith("log_")]
 
 
 def _graph_features(graphs: np.ndarray) -> np.ndarray:
@@ -376,17 +395,20 @@ def default_cell_index() -> CellIndex:
 
 # ----------------------------------------------------------------------------- NAS-Bench-201
 
-NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-NB201_EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+# The codec's tables: op indices below index nasbench201.OPS, edges are in arch-string order.
+NB201_OPS = nb201.OPS
+NB201_EDGES = nb201.STRING_EDGES
+_NB201_CONV3, _NB201_CONV1, _NB201_POOL = (NB201_OPS.index(op) for op in ("nor_conv_3x3", "nor_conv_1x1",
+                                                                             "avg_pool_3x3"))
 
 
 def nb201_counts(op_index: np.ndarray, C: int = 16, N: int = 5, num_classes: int = 10) -> dict[str, np.ndarray]:
     """Params and FLOPs (MACs, pooling counted) of NB201's CIFAR network for (M, 6) op indices
-    into ``NB201_OPS``; the same layout as ``ecnas_plugin.networks.build_nb201``."""
+    into ``NB201_OPS`` (the codec's ``nasbench201.OPS``); the layout of ``networks.build_nb201``."""
     op_index = np.asarray(op_index)
-    n3 = (op_index == 3).sum(axis=1)
-    n1 = (op_index == 2).sum(axis=1)
-    npool = (op_index == 4).sum(axis=1)
+    n3 = (op_index == _NB201_CONV3).sum(axis=1)
+    n1 = (op_index == _NB201_CONV1).sum(axis=1)
+    npool = (op_index == _NB201_POOL).sum(axis=1)
     params = np.full(len(op_index), 9 * 3 * C + 2 * C, np.int64)
     flops = np.full(len(op_index), 32 * 32 * 9 * 3 * C, np.float64)
     ch, hw = C, 32 * 32
@@ -403,12 +425,16 @@ def nb201_counts(op_index: np.ndarray, C: int = 16, N: int = 5, num_classes: int
     return {"params": params, "flops": flops}
 
 
-def nb201_features(archs: Iterable[str | Sequence[str]]) -> np.ndarray:
-    """(M, 6*5 + 2) float32: one-hot of each edge's op, then log params and log FLOPs."""
-    from ecnas_plugin.networks.nasbench201 import parse_arch
+def _nb201_ops(arch: str | Sequence[str]) -> tuple[str, ...]:
+    """The 6 edge ops (string order) of an arch string or a sequence of op names, validated."""
+    return nb201.parse_arch_str(arch if isinstance(arch, str) else nb201.to_arch_str(arch))
 
-    idx = np.array([[NB201_OPS.index(op) for op in parse_arch(a)] for a in archs], dtype=np.int64).reshape(-1, 6)
-    onehot = (idx[:, :, None] == np.arange(len(NB201_OPS))).reshape(len(idx), -1)
+
+def nb201_features(archs: Iterable[str | Sequence[str]]) -> np.ndarray:
+    """(M, 6*5 + 2) float32: one-hot of each edge's op (``NB201_OPS`` order), then log params and
+    log FLOPs. Raises the codec's InvalidArchitecture for a bad arch."""
+    idx = np.array([[NB201_OPS.index(op) for op in _nb201_ops(a)] for a in archs], dtype=np.int64).reshape(-1, 6)
+    onehot = (idx[:, :, None] == np.arange(len(NB201_OPS))).reshape(len(idx), len(NB201_EDGES) * len(NB201_OPS))
     counts = nb201_counts(idx)
     return np.concatenate([onehot, np.log(counts["params"])[:, None], np.log(counts["flops"])[:, None]],
                           axis=1).astype(np.float32)
@@ -417,3 +443,99 @@ def nb201_features(archs: Iterable[str | Sequence[str]]) -> np.ndarray:
 def nb201_feature_names() -> list[str]:
     """Column names of :func:`nb201_features`."""
     return [f"edge{e}_{op}" for e in range(len(NB201_EDGES)) for op in NB201_OPS] + ["log_params", "log_flops"]
+
+
+# ----------------------------------------------------------------------------- any space
+
+
+class SpaceFeatures:
+    """A search space's surrogate features, as the predictor uses them.
+
+    The generic path works for every space with the ``features`` capability: table keys are
+    decoded with ``space.decode``, architectures validated with ``space.arch`` and keyed with
+    ``space.canonical_key``, and ``space.features(archs)`` gives the array and its column names.
+    """
+
+    def __init__(self, space):
+        self.space = space
+
+    def names(self) -> list[str] | None:
+        """The column names, where the space gives them without an architecture (``features([])``);
+        None when it cannot (they are then checked on the first featurisation)."""
+        try:
+            return list(self.space.features([])[1])
+        except Exception:  # a third-party space need not accept an empty list
+            return None
+
+    def label(self, names: Sequence[str]) -> str:
+        """The feature set's version label: the space's own ``feature_set`` where it declares one,
+        this module's label for a feature set it defines, else a digest of the column names."""
+        declared = getattr(self.space, "feature_set", None)
+        if declared:
+            return str(declared)
+        known = _DEFINED_SETS.get(tuple(names))
+        if known:
+            return known
+        import hashlib
+
+        return f"{self.space.name}-" + hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+
+    def _features(self, archs: list[object]) -> tuple[np.ndarray, list[str]]:
+        X, names = self.space.features(archs)
+        X, names = np.asarray(X, np.float32), list(names)
+        if X.shape != (len(archs), len(names)):
+            raise ValueError(f"space {self.space.name!r}: features() gave an array of shape {X.shape} for "
+                             f"{len(archs)} architectures and {len(names)} names")
+        return X, names
+
+    def of_keys(self, keys: Sequence[str], index: CellIndex | None = None) -> tuple[np.ndarray, list[str]]:
+        """Features of the architectures a table's keys name."""
+        return self._features([self.space.decode(k) for k in keys])
+
+    def of_archs(self, archs: Iterable[object], index: CellIndex | None = None
+                 ) -> tuple[list[str], np.ndarray, list[str]]:
+        """(canonical keys, features, names) of architectures in any form the space accepts."""
+        items = [self.space.arch(a) for a in archs]
+        X, names = self._features(items)
+        return [self.space.canonical_key(a) for a in items], X, names
+
+
+class Nb101Features(SpaceFeatures):
+    """NB101's fast path: cells as a :class:`CellBatch` (vectorised features for 423k cells), and
+    module hashes resolved through a :class:`CellIndex`, which also knows 7v_data.pt's 7-vertex
+    cells (the codec's ``decode`` knows cells of at most 5 vertices)."""
+
+    def names(self) -> list[str]:
+        return nb101_feature_names()
+
+    def label(self, names: Sequence[str]) -> str:
+        return getattr(self.space, "feature_set", None) or FEATURE_SET
+
+    def batch(self, archs: Iterable[object] | CellBatch, index: CellIndex | None = None) -> CellBatch:
+        """A CellBatch of cells in any form (hashes through ``index``, default every known cell)."""
+        if isinstance(archs, CellBatch):
+            return archs
+        cells = []
+        for a in archs:
+            if isinstance(a, str):
+                key = self.space.canonical_key(a)  # validates the hash form
+                cells.append((index or default_cell_index()).cell(key))
+            else:
+                cells.append(a)
+        return CellBatch.from_cells(cells)
+
+    def of_keys(self, keys: Sequence[str], index: CellIndex | None = None) -> tuple[np.ndarray, list[str]]:
+        return nb101_features((index or default_cell_index()).batch(list(keys))), nb101_feature_names()
+
+    def of_archs(self, archs: Iterable[object] | CellBatch, index: CellIndex | None = None
+                 ) -> tuple[list[str], np.ndarray, list[str]]:
+        batch = self.batch(archs, index)
+        return batch.keys(), nb101_features(batch), nb101_feature_names()
+
+
+def space_features(space) -> SpaceFeatures:
+    """How the surrogates featurise ``space`` (a SearchSpace with the ``features`` capability)."""
+    return Nb101Features(space) if isinstance(space, nb101.NasBench101) else SpaceFeatures(space)
+
+
+_DEFINED_SETS = {tuple(nb101_feature_names()): FEATURE_SET, tuple(nb201_feature_names()): NB201_FEATURE_SET}

@@ -1,112 +1,26 @@
 """Energy surrogate models: LightGBM, a torch MLP (as EC-NAS's), an ensemble of both, and an
 additive cost model with tree corrections (the shipped default).
 
-Every model is a K-fold ensemble: member k is trained without fold k, so each training cell has an
-out-of-fold prediction. The members' spread is the model uncertainty; the out-of-fold residuals
-give the noise variance and a scale factor that makes ±1σ hold ~68% of held-out values. A
-prediction is ``(mean, sd)`` in Wh (targets are given in Wh too).
+Every model is a K-fold ensemble of :class:`~ecnas_plugin.energy.surrogates.base.Surrogate` (the
+plugin base class, kept in ``base.py`` so the registry can check plugins without importing these
+models); LightGBM and torch are imported only when a member is fitted or loaded.
 
 Members are stored without pickle: LightGBM's own text model format, torch ``state_dict`` tensors
-(loaded with ``weights_only=True``), and JSON for everything else (see ``persistence.py``).
+(loaded with ``weights_only=True``), and JSON for everything else (``member_files``).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-ONE_SIGMA = 0.6826894921370859  # share of a normal distribution inside ±1σ
+from .base import ONE_SIGMA, Surrogate
 
-
-class Surrogate(ABC):
-    """Base class of every energy surrogate plugin (``ecnas_surrogates`` hook).
-
-    Subclasses set ``name`` and implement ``_fit_member``, ``_predict_members`` and the
-    member (de)serialisation; the K-fold ensemble and its calibration live here.
-    """
-
-    name: ClassVar[str]
-    defaults: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, folds: int = 5, seed: int = 0, **params: Any):
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            from ecnas_plugin.errors import UnknownName
-
-            raise UnknownName(f"parameter of surrogate {self.name!r}", unknown[0], self.defaults)
-        if folds < 2:
-            raise ValueError(f"folds must be >= 2 (members need out-of-fold cells), got {folds}")
-        self.folds = folds
-        self.seed = seed
-        self.params = {**self.defaults, **params}
-        self.members: list[Any] = []
-        self.calibration: dict[str, float] = {}
-
-    # ------------------------------------------------------------------ fit / predict
-    def fit(self, X: np.ndarray, y: np.ndarray) -> Surrogate:
-        """Train ``folds`` members on K-fold splits of (X, y Wh) and calibrate the σ."""
-        X = np.asarray(X, np.float32)
-        y = np.asarray(y, np.float64)
-        if len(X) != len(y) or len(y) < 2 * self.folds:
-            raise ValueError(f"need at least {2 * self.folds} cells with one target each, got X {X.shape}, y {y.shape}")
-        if not np.isfinite(y).all() or (y <= 0).any():
-            raise ValueError("targets must be positive, finite energies (Wh)")
-        rng = np.random.default_rng(self.seed)
-        fold = rng.permutation(len(y)) % self.folds
-        self.members = []
-        oof = np.empty(len(y))
-        for k in range(self.folds):
-            train = fold != k
-            member = self._fit_member(X[train], y[train], seed=self.seed * 1000 + k)
-            self.members.append(member)
-            oof[~train] = self._predict_members([member], X[~train])[0]
-        _, spread = self._ensemble(X)
-        resid = y - oof
-        # Members saw 1 - 1/K of the data; the noise is what their spread does not explain.
-        noise_var = max(float(np.mean(resid**2) - np.mean(spread**2)), 0.0)
-        sd = np.sqrt(spread**2 + noise_var)
-        scale = float(np.quantile(np.abs(resid) / np.maximum(sd, 1e-12), ONE_SIGMA))
-        self.calibration = {"noise_var_wh2": noise_var, "sd_scale": scale,
-                            "oof_mae_wh": float(np.mean(np.abs(resid)))}
-        return self
-
-    def _ensemble(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        preds = self._predict_members(self.members, np.asarray(X, np.float32))
-        return preds.mean(axis=0), preds.std(axis=0)
-
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, sd) in Wh for every row of X."""
-        if not self.members:
-            raise RuntimeError(f"surrogate {self.name!r} is not fitted")
-        mean, spread = self._ensemble(X)
-        c = self.calibration
-        sd = c["sd_scale"] * np.sqrt(spread**2 + c["noise_var_wh2"])
-        return np.maximum(mean, 0.0), sd
-
-    # ------------------------------------------------------------------ members
-    @abstractmethod
-    def _fit_member(self, X: np.ndarray, y: np.ndarray, seed: int) -> Any: ...
-
-    @abstractmethod
-    def _predict_members(self, members: list[Any], X: np.ndarray) -> np.ndarray:
-        """(members, N) predictions in Wh."""
-
-    @abstractmethod
-    def member_files(self) -> dict[str, bytes]:
-        """File name → bytes for every member (no pickle)."""
-
-    @abstractmethod
-    def load_members(self, files: dict[str, bytes], n_inputs: int) -> None:
-        """Inverse of :meth:`member_files`."""
-
-    def config(self) -> dict[str, Any]:
-        """JSON-ready description: name, folds, seed, params, calibration."""
-        return {"name": self.name, "folds": self.folds, "seed": self.seed, "params": dict(self.params),
-                "calibration": dict(self.calibration)}
+__all__ = ["ONE_SIGMA", "Surrogate", "LightGBMSurrogate", "MLPSurrogate", "EnsembleSurrogate",
+           "AdditiveSurrogate", "BUILTIN_SURROGATES"]
 
 
 # ---------------------------------------------------------------------------------- LightGBM
@@ -291,9 +205,10 @@ class _AdditiveMember:
 class AdditiveSurrogate(Surrogate):
     """Energy ≈ (linear in the network's cost terms) × exp(LightGBM correction).
 
-    Training time, and so energy, adds up over a network's layers: a linear model in every stack's
-    FLOPs and activations per op kind plus the op and edge counts (``features.cost_terms``) gets
-    it right on average, which trees (piecewise constant) need many cells to do. LightGBM then
+    Training time, and so energy, adds up over a network's layers: a linear model in the network's
+    cost terms (``features.cost_terms``: for NB101 every stack's FLOPs and activations per op kind
+    plus the op and edge counts; for other spaces every feature column, log columns as amounts)
+    gets it right on average, which trees (piecewise constant) need many cells to do. LightGBM then
     learns what is not additive (the GPU's power at each cell's load) as a log-ratio, with L1 loss
     against the measurement noise. Settings were chosen by out-of-fold error inside the training
     cells (see ``train_default.py``).
@@ -305,17 +220,32 @@ class AdditiveSurrogate(Surrogate):
 
     def __init__(self, folds: int = 5, seed: int = 0, **params: Any):
         super().__init__(folds, seed, **params)
-        from .features import cost_terms
-
-        self.linear, self.log_encoded = cost_terms()
         p = self.params
         self.trees = LightGBMSurrogate(folds, seed, objective="l1", **{k: p[k] for k in (
             "num_leaves", "learning_rate", "rounds", "min_data_in_leaf", "bagging_fraction", "feature_fraction",
             "threads")})
 
+    @property
+    def linear(self) -> list[int]:
+        """Input columns the ridge regression is linear in (``features.cost_terms`` of the names)."""
+        from .features import cost_terms
+
+        return cost_terms(self.feature_names)[0]
+
+    @property
+    def log_encoded(self) -> list[int]:
+        """Which of :attr:`linear` are stored as logs (``expm1``-ed back to amounts)."""
+        from .features import cost_terms
+
+        return cost_terms(self.feature_names)[1]
+
     def _terms(self, X: np.ndarray) -> np.ndarray:
-        Z = np.asarray(X, np.float64)[:, self.linear]
-        logged = np.isin(self.linear, self.log_encoded)
+        linear, log_encoded = self.linear, self.log_encoded
+        if np.shape(X)[1] <= max(linear, default=-1):
+            raise ValueError(f"additive surrogate: inputs have {np.shape(X)[1]} columns, its cost terms need "
+                             f"{max(linear) + 1}; set feature_names to the inputs' column names")
+        Z = np.asarray(X, np.float64)[:, linear]
+        logged = np.isin(linear, log_encoded)
         Z[:, logged] = np.expm1(Z[:, logged])
         return Z
 

@@ -4,6 +4,9 @@ The table ships inside the package (``data/nb201-flowers17-cpu``: ``table.parque
 ``checkpoints.parquet``, ``manifest.json``), exactly as ``ecnas measure`` wrote it and
 ``ecnas contribute`` accepted it. ``ecnas_tables`` describes it; ``build`` loads it, which
 verifies the manifest's checksums and the schema (loading parquet + JSON cannot run code).
+
+The package's second entry point, ``example_convnet``, is :mod:`ecnas_example_tables.convnet`:
+a search space of its own (``example-convnet``), independent of the table.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def ecnas_tables():
     return [TableSpec(
         name=TABLE_NAME,
         space="nasbench201",
-        description="5 NB201 cells (C=16, N=5) trained 3 epochs on Flowers-17 on a CPU; "
+        description="60 NB201 cells (stratified sample; C=16, N=5) trained 3 epochs on Flowers-17 on a CPU; "
                     "codecarbon energy, ESTIMATED (no RAPL on the measuring machine)",
         data_files=(),
         build=build,
