@@ -85,8 +85,12 @@ def ecnas_meters():
     """Return a list of :class:`ecnas_plugin.energy.meters.Meter` subclasses (classes, not instances).
 
     Each class has a unique ``name`` (e.g. ``"nvml"``), the ``components`` it measures
-    (``"gpu"``, ``"cpu"``, ``"ram"``) and a ``probe()`` classmethod saying whether it works on
-    this machine and, if not, why. ``ecnas meters`` lists them.
+    (``"gpu"``, ``"cpu"``, ``"ram"``), the ``methods`` it reads them by (counter, sampled or
+    estimated; ``expected_methods()`` says what it would deliver on this machine) and a
+    ``probe()`` classmethod saying whether it works here and, if not, why. ``ecnas meters`` lists
+    them; ``--meter auto`` picks among every registered meter by what it would deliver (no
+    estimate where anything measures, then the most counters) and combines meters whose
+    components do not overlap. ``Meter.start``/``stop`` synchronise CUDA themselves.
     """
 
 

@@ -114,6 +114,9 @@ class SearchSpace(ABC):
     network_defaults: Mapping[str, int] = {}
     # The NASLib space this one maps onto (a NaslibMapping), or None.
     naslib: NaslibMapping | None = None
+    # With ``enumerate``: the limits a flow applies when it enumerates without any given (stratified
+    # measurement samples), so a space too big to list whole still samples in seconds.
+    default_limits: Mapping[str, int] = {}
     # With ``features``: a name for the feature computation, changed whenever it changes, so a saved
     # surrogate refuses features it was not trained on (default: a digest of the feature names).
     feature_set: str | None = None
@@ -217,8 +220,9 @@ class SearchSpace(ABC):
         return MissingCapability(self.name, capability, flow)
 
     # ------------------------------------------------------------------ moves (optional)
-    def enumerate(self) -> Iterator[object]:
-        """Every architecture of the space, one per canonical key (finite spaces only)."""
+    def enumerate(self, **limits: int) -> Iterator[object]:
+        """Every architecture of the space, one per canonical key (finite spaces only); a space may
+        take limits (NB101: ``max_vertices``) and declare the ones flows use in ``default_limits``."""
         raise self._lacks("enumerate")
 
     def sample(self, rng) -> object:

@@ -36,13 +36,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ecnas_plugin.errors import ConfigError, DataFormatError, EcnasError, UnknownName
 from ecnas_plugin.version import __version__
 
 from .journal import Journal, JournalBusy, read  # noqa: F401  (JournalBusy: what a second driver gets)
-from .meters import meter_classes  # noqa: F401  (re-exported: `ecnas meters` lists them)
 
 DATASETS = ("flowers17", "cifar10-synthetic")
 JOURNAL_FILE = "journal.jsonl"
@@ -124,6 +121,8 @@ class CampaignSpec:
         if self.torch_threads is not None and (isinstance(self.torch_threads, bool)
                                                or not isinstance(self.torch_threads, int) or self.torch_threads < 1):
             raise ConfigError("torch_threads", f"must be an integer >= 1, got {self.torch_threads!r}", "campaign")
+        from .meters import meter_classes
+
         parts = self.meter.split("+") if isinstance(self.meter, str) else [self.meter]
         known = meter_classes()
         if self.meter != "auto":
@@ -220,11 +219,12 @@ def enumeration_limits(space) -> dict[str, inspect.Parameter]:
 
 
 def strata(space, limits: Mapping[str, int] | None = None) -> list[tuple[tuple, str]]:
-    """Every cell ``space.enumerate(**limits)`` yields, as (its ``stratum``, its ``describe`` text).
+    """Every cell ``space.enumerate(**limits)`` yields, as (its ``stratum``, its ``describe`` text);
+    no limits given: the space's ``default_limits`` (``{}`` enumerates the whole space).
 
     An unknown limit is refused naming the limits the space's enumeration takes."""
     sp = measurable_space(space, sample=True)
-    limits = dict(limits or {})
+    limits = dict(sp.default_limits if limits is None else limits)
     accepted = enumeration_limits(sp)
     for name in limits:
         if name not in accepted:
@@ -251,6 +251,8 @@ def sample_cells(space: object, n: int, seed: int = 0, limits: Mapping[str, int]
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(population):
         raise CampaignError(f"sample size must be in 1..{len(population)} for {sp.name}"
                             + (f" with limits {dict(limits)}" if limits else "") + f", got {n!r}")
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     jitter = rng.random(len(population))
     order = sorted(range(len(population)), key=lambda i: (population[i][0], jitter[i]))
@@ -265,7 +267,7 @@ def make_meter(name: str, gpus: Sequence[int] | None = None):
     :func:`~ecnas_plugin.energy.meters.default_meter`), any registered meter's name, or several
     joined by ``+`` (e.g. ``nvml+rapl``) combined over one window. ``gpus`` restricts meters that
     take ``device_indices`` (NVML) to those devices (a task's own GPU, not its neighbours')."""
-    from ecnas_plugin.energy.meters import CombinedMeter, default_meter
+    from ecnas_plugin.energy.meters import CombinedMeter, default_meter, meter_classes
 
     if name == "auto":
         meter = default_meter()

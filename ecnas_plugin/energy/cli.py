@@ -114,7 +114,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         archs += _cells_file(args.cells_file)
     if args.sample:
         try:
-            sample = sample_cells(space, args.sample, seed=args.sample_seed, limits=limits)
+            sample = sample_cells(space, args.sample, seed=args.sample_seed, limits=limits or None)
         except UnknownName as exc:  # a limit the space's enumeration does not take
             raise ArgumentError(f"argument --limit: {exc}") from None
         except CampaignError as exc:  # sample larger than the (limited) space, a limit out of range
@@ -200,8 +200,8 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:
                    help="add N cells, stratified over the space's enumeration")
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the stratified sample")
     p.add_argument("--limit", type=_name_int(), action="append", metavar="NAME=INT",
-                   help="a limit of the space's enumeration for --sample (repeatable), e.g. max_vertices=5 "
-                        "for nasbench101 (without it NB101 enumerates all 423,624 cells: minutes)")
+                   help="a limit of the space's enumeration for --sample (repeatable), e.g. max_vertices=7 "
+                        "for nasbench101 (default: the space's own default limits; NB101: max_vertices=5)")
     p.add_argument("--max-vertices", type=_int_at_least(1), metavar="N",
                    help="shorthand for --limit max_vertices=N")
     p.add_argument("--epochs", type=_int_at_least(1), required=True)

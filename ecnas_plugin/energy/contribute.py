@@ -375,8 +375,20 @@ def contribute(path: Path | str, *, into: str | None = None, manifest: Path | st
             return report
         if not dry_run:
             merged.save(folder)
+            _refresh_tables(target)
         report.table_dir, report.total_rows = folder, len(merged)
     return report
+
+
+def _refresh_tables(name: str) -> None:
+    """Make this process see the merged table: a new user table joins the registry (its tables
+    were collected when it loaded), and a loaded copy of an old one is dropped."""
+    from ecnas_plugin import api
+    from ecnas_plugin.registry import get_registry, reset_registry
+
+    api._LOADED.pop(name, None)
+    if name not in get_registry().items["tables"]:
+        reset_registry()
 
 
 def _merge(existing: EnergyTable | None, incoming: EnergyTable, target: str) -> EnergyTable:

@@ -136,7 +136,7 @@ def plan_meters(classes: list[type[Meter]] | None = None) -> MeterPlan:
             continue  # nothing chosen, or a meter that cannot be split is only partly used
         methods = {c: working[i][2][c] for c, i in zip(components, choice) if i is not None}
         counts = [sum(m == method for m in methods.values()) for method in METHODS]
-        score = (False, *(-n for n in counts), len(used),
+        score = ("estimated" in methods.values(), *(-n for n in counts), len(used),
                  tuple(sorted(working[i][0] for i in used)))
         if best is None or score < best[0]:
             best = (score, used, methods)
