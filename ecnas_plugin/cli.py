@@ -42,7 +42,7 @@ def _cmd_tables(args: argparse.Namespace) -> int:
         return 0
     for spec in list_tables():
         cached = "cached" if table_dir(spec.name).exists() else "not built yet"
-        print(f"{spec.name:<20} {spec.space:<12} {cached:<14} {spec.description}")
+        print(f"{spec.name:<28} {spec.space:<16} {cached:<14} {spec.description}")
     return 0
 
 
@@ -67,6 +67,9 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
     rows = query(args.space, args.arch, table=args.table, dataset=args.dataset, epochs=args.epochs,
                  hardware=args.hardware, campaign=args.campaign)
+    if (rows["source"] == "estimated").any() and args.format != "json":  # json rows carry `source` themselves
+        print(f"ESTIMATED: {int((rows['source'] == 'estimated').sum())} of these {len(rows)} energies come from a "
+              "power model (no energy counter was read), not from a measurement", file=sys.stderr)
     if args.format == "json":
         print(rows.to_json(orient="records", indent=2))
         return 0

@@ -19,7 +19,11 @@ from .errors import SchemaError
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 
-SOURCES = ("measured", "scaled", "predicted")
+# Where a row's energy came from. "estimated": a power model (TDP/load, a RAM model: codecarbon
+# without RAPL), never a measurement; "scaled": derived from a measurement by scaling (a window to
+# an epoch, a budget to another); "predicted": a surrogate's prediction (with its σ).
+SOURCES = ("measured", "estimated", "scaled", "predicted")
+DATA_SOURCES = ("measured", "estimated")  # what a campaign produces and a contribution may hold
 METHODS = ("counter", "sampled", "estimated")  # strongest first
 J_PER_KWH = 3.6e6
 
@@ -48,7 +52,8 @@ _COLUMNS = [
     Column("campaign", "str", "measurement campaign; rows of different campaigns never mix", required=True),
     Column("repeat", "int", "repeat index of the same (arch, budget)", required=True, minimum=0),
     # what the row is
-    Column("source", "str", "how the energy was obtained", required=True, choices=SOURCES),
+    Column("source", "str", "how the energy was obtained: measured, estimated (a power model, not a "
+                            "measurement), scaled or predicted", required=True, choices=SOURCES),
     Column("energy_method", "str",
            "how a measured energy was read: counter (hardware energy counter), sampled (integrated power "
            "samples) or estimated (power model/TDP, not a measurement); the weakest over the components",
@@ -139,8 +144,12 @@ def row_problems(frame: pd.DataFrame, columns: dict[str, Column] | None = None) 
             if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):  # fast path: all text
                 flag(~empty & ~values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool), name, "must hold text")
         else:
+            if values.dtype.kind not in "biufcm":  # numeric text ("1.5") is not a number: refuse, never convert
+                text = values.map(lambda v: isinstance(v, (str, bytes))).to_numpy(dtype=bool)
+                flag(text, name, "holds text where numbers belong")
+                values = values.where(~text)
             numeric = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-            flag(~empty & np.isnan(numeric), name, "must be numeric")
+            flag(~empty & np.isnan(numeric) & ~values.isna().to_numpy(), name, "must be numeric")
             flag(np.isinf(numeric), name, "has infinite values")
             with np.errstate(invalid="ignore"):
                 if col.kind == "int":

@@ -28,6 +28,7 @@ from .schema import (
     CHECKPOINT_COLUMNS,
     CHECKPOINT_SCHEMA,
     SCHEMA_VERSION,
+    SOURCES,
     check_schema_version,
     validate_frame,
 )
@@ -187,6 +188,17 @@ class EnergyTable:
 
     def __repr__(self) -> str:
         return f"EnergyTable({self.name!r}, space={self.space!r}, rows={len(self)})"
+
+    def sources(self) -> dict[str, int]:
+        """How many rows have each ``source`` (measured, estimated, scaled, predicted), for every
+        place that shows a table's numbers: a table mixing them says how many of each."""
+        counts = self.frame["source"].value_counts()
+        return {s: int(counts[s]) for s in SOURCES if s in counts}
+
+    def sources_text(self) -> str:
+        """E.g. ``"60 estimated (a power model, not measured)"`` or ``"273 measured, 91 scaled"``."""
+        return ", ".join(f"{n} {s}" + (" (a power model, not measured)" if s == "estimated" else "")
+                         for s, n in self.sources().items())
 
     def values(self, column: str) -> list:
         """Sorted distinct values of a column (e.g. ``values("epochs")``)."""

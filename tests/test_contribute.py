@@ -130,6 +130,40 @@ def test_missing_campaign_metadata_and_unlabelled_estimate_are_rejected(measured
     assert not (cache / "tables" / "user-nasbench201").exists()
 
 
+def test_an_estimate_is_labelled_in_every_row_and_every_place_it_shows(measured, cache, tmp_path, capsys):
+    """Rows from a power model say `estimated` in `source` (not only in the manifest); a file that
+    calls them measured is refused by row; the report, `ecnas tables` and `ecnas query` say how many."""
+    table = EnergyTable.load(measured / "table")
+    if not (table.frame["energy_method"] == "estimated").any():
+        pytest.skip("the meter here reads a counter: no estimated rows to check (the rule is tested on "
+                    "estimated rows)")
+    assert (table.frame["source"] == "estimated").all()
+    relabelled = variant(measured, tmp_path, "relabelled", lambda f: f.assign(source="measured"))
+    report = contribute(relabelled)
+    assert not report.accepted
+    assert {(p.row, p.column) for p in report.problems} >= {(0, "source"), (1, "source")}
+    assert all("must say 'estimated'" in p.message for p in report.problems if p.column == "source")
+
+    ok = contribute(measured)
+    assert ok.accepted and "2 estimated (a power model, not measured)" in ok.text()
+    assert cli_main(["tables"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("user-nasbench201")]
+    assert listed and "2 estimated (a power model, not measured)" in listed[0]
+    assert cli_main(["query", "nasbench201", "--table", "user-nasbench201", "--arch", CELLS[0]]) == 0
+    out = capsys.readouterr()
+    assert "ESTIMATED: 1 of these 1 energies come from a power model" in out.err and "estimated" in out.out
+
+
+def test_numeric_text_is_refused_by_column_not_converted(measured, cache, tmp_path):
+    texted = variant(measured, tmp_path, "texted",
+                     lambda f: f.assign(train_energy_kwh=f["train_energy_kwh"].map(repr).astype(object)))
+    report = contribute(texted)
+    assert not report.accepted
+    assert {(p.row, p.column) for p in report.problems if "holds text" in p.message} == {
+        (0, "train_energy_kwh"), (1, "train_energy_kwh")}
+    assert not (cache / "tables" / "user-nasbench201").exists()
+
+
 def test_pue_mismatch_is_refused_atomically(measured, cache, tmp_path):
     assert contribute(measured).accepted
     before = snapshot(cache)

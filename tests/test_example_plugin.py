@@ -48,10 +48,10 @@ def test_installed_plugin_provides_its_table(installed, monkeypatch):
     from ecnas_plugin import api
 
     table = api.load_table(TABLE, download=False)
-    assert table.name == TABLE and table.space == "nasbench201" and len(table) == 5
+    assert table.name == TABLE and table.space == "nasbench201" and len(table) == 60
     assert (api.table_dir(TABLE) / "manifest.json").is_file()  # built once, cached
     assert table.frame["val_acc"].between(0, 1).all() and (table.frame["epochs"] == 3).all()
-    assert len(table.checkpoints) == 15
+    assert len(table.checkpoints) == 180  # one checkpoint per epoch
     meta = campaign_metadata(table.manifest)
     assert meta["dataset"] == "flowers17" and meta["network"] == {"C": 16, "N": 5}
     if "estimated" in meta["methods"].values():

@@ -224,7 +224,8 @@ def test_measure_writes_a_table_of_the_new_space(space, campaign, shared_data, c
     keys = frame["arch_key"].tolist()
     assert all(space.canonical_key(k) == k for k in keys)
     assert len({space.stratum(k)[:2] for k in keys}) == 9  # the stratified sample covers every depth x width
-    assert (frame["epochs"] == 1).all() and (frame["source"] == "measured").all()
+    assert (frame["epochs"] == 1).all()
+    assert (frame["source"] == frame["energy_method"].map({"estimated": "estimated"}).fillna("measured")).all()
     assert frame["val_acc"].between(0, 1).all() and (frame["train_energy_kwh"] > 0).all()
     values, names = space.features(keys)  # the campaign counted the sizes the features compute
     assert frame["params"].tolist() == values[:, names.index("params")].astype(int).tolist()
@@ -299,7 +300,9 @@ def test_study_runs_on_the_user_table(contributed, tmp_path):
     _, runs, traces = load_runs(out)
     assert set(runs["space"]) == {contributed} and len(runs) == (2 * 2 + 1) * 2
     assert all(len(t) == 8 and t["config"].str.fullmatch(r"d\d-w\d+-k\d").all() for t in traces.values())
-    assert (out / "report.html").is_file()
+    report = (out / "report.html").read_text()
+    estimated = any((t["source"] == "estimated").any() for t in traces.values())
+    assert ("ESTIMATED energies</b> in " + contributed in report) == estimated  # the label reaches the report
 
 
 def test_a_study_of_naslib_optimizers_on_the_space_is_refused_by_name(contributed):

@@ -168,3 +168,15 @@ def test_provenance_of_the_naslib_in_use():
     assert info["path"] == str(next(iter(naslib.__path__)))
     assert info["version"] != "unknown"
     assert info["commit"] != "unknown" or "no .git in" in info["commit_from"]  # said, not guessed
+
+
+def test_a_space_left_with_the_base_class_query_is_refused(monkeypatch):
+    """NB201's own ``query`` gone: what remains is ``Graph.query`` (not a benchmark lookup)."""
+    from naslib.search_spaces import NasBench201SearchSpace
+
+    bridge.uninstall()
+    monkeypatch.delattr(NasBench201SearchSpace, "query")
+    with pytest.raises(hooks.PatchPointMissing, match=r"supported_search_spaces\[nasbench201\]\.query is only "
+                                                      r"naslib\.search_spaces\.core\.graph\.Graph\.query"):
+        bridge.install()
+    _nothing_left()

@@ -36,7 +36,10 @@ def _rows(n=4, **overrides) -> pd.DataFrame:
     ("train_energy_kwh", np.nan, r"column 'train_energy_kwh' has NaN/empty values at row\(s\) 2"),
     ("train_energy_kwh", -0.5, r"column 'train_energy_kwh' has values below 0 at row\(s\) 2"),
     ("val_acc", 93.1, r"column 'val_acc' has values above 1 at row\(s\) 2"),
-    ("source", "guessed", r"column 'source' must be one of \['measured', 'scaled', 'predicted'\]"),
+    ("source", "guessed", r"column 'source' must be one of \['measured', 'estimated', 'scaled', 'predicted'\]"),
+    ("train_energy_kwh", "0.5", r"column 'train_energy_kwh' holds text where numbers belong at row\(s\) 2"),
+    ("epochs", "4", r"column 'epochs' holds text where numbers belong at row\(s\) 2"),
+    ("val_acc", "n/a", r"column 'val_acc' holds text where numbers belong at row\(s\) 2"),
     ("train_energy_kwh", np.inf, r"column 'train_energy_kwh' has infinite values"),
     ("epochs", 4.5, r"column 'epochs' must hold integers"),
 ])

@@ -485,7 +485,9 @@ def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
                 "start_time": e["start_time"], "stop_time": e["stop_time"],
             })
         last = rec["epochs"][-1]
-        row = {**key, "source": "measured", "train_energy_kwh": so_far["energy_kwh"],
+        # An energy from a power model is an estimate wherever it shows, not only in the manifest.
+        source = "estimated" if weakest_method(methods.values()) == "estimated" else "measured"
+        row = {**key, "source": source, "train_energy_kwh": so_far["energy_kwh"],
                "train_time_s": seconds, "run_time_s": rec["run_time_s"],
                "run_start_time": rec["run_start_time"], "run_stop_time": rec["run_stop_time"],
                **{f"{c}_energy_kwh": so_far[f"{c}_energy_kwh"] for c in components},
@@ -519,8 +521,10 @@ def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
                  "are raw, train_energy_kwh has the PUE applied.")
     manifest = Manifest(
         name=spec.name, space=spec.space,
-        description=f"{spec.space} training energy on {spec.dataset}, {spec.epochs} epoch(s), "
-                    f"{len(records)} measurement(s) by `ecnas measure`",
+        description=(f"{spec.space} training energy on {spec.dataset}, {spec.epochs} epoch(s), "
+                     f"{len(records)} run(s) by `ecnas measure`"
+                     + (f"; energy ESTIMATED by a power model ({', '.join(estimated)}), not measured"
+                        if estimated else "")),
         tool=tool, pue=float(spec.pue), components=tuple(components), license=spec.license,
         citation=spec.citation, hardware=(spec.hardware,), notes="\n".join(notes), campaigns=(metadata,))
     frame = pd.DataFrame(rows)

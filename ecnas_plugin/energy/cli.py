@@ -141,8 +141,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     out = args.out or datasets.cache_dir() / "campaigns" / args.name
     executor = get_executor("ray", address=args.ray_address) if args.executor == "ray" else "local"
     result = run_campaign(spec, out, executor, progress=not args.quiet)
-    print(f"{len(result.table)} measurement(s) ({result.measured_now} now, {result.resumed} from the journal) "
-          f"-> {result.table_dir}")
+    print(f"{len(result.table)} run(s) ({result.measured_now} now, {result.resumed} from the journal), energy: "
+          f"{result.table.sources_text()} -> {result.table_dir}")
     print(f"contribute them with: ecnas contribute {result.table_dir}")
     return 0
 

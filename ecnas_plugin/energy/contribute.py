@@ -34,7 +34,7 @@ import pandas as pd
 
 from ecnas_plugin.errors import DataFormatError, EcnasError, InvalidArchitecture, SchemaError, UnknownName
 from ecnas_plugin.hookspecs import hookimpl
-from ecnas_plugin.schema import COLUMNS, J_PER_KWH, KEY_COLUMNS, row_problems
+from ecnas_plugin.schema import COLUMNS, DATA_SOURCES, J_PER_KWH, KEY_COLUMNS, row_problems
 from ecnas_plugin.table import (CHECKPOINTS_FILE, MANIFEST_FILE, TABLE_FILE, EnergyTable, Manifest, TableSpec,
                                  restore_interrupted_save)
 
@@ -75,6 +75,7 @@ class ContributionReport:
     table_dir: Path | None = None
     total_rows: int | None = None
     dry_run: bool = False
+    sources: str = ""  # the merged table's rows by source, e.g. "14 estimated (a power model, not measured)"
 
     @property
     def accepted(self) -> bool:
@@ -86,7 +87,7 @@ class ContributionReport:
                     f"{self.target!r} would hold {self.total_rows} rows (nothing was written)")
         if self.accepted:
             return (f"accepted {self.rows} row(s) from {self.source} into {self.target!r} "
-                    f"({self.total_rows} rows now, {self.table_dir})")
+                    f"({self.total_rows} rows now: {self.sources}; {self.table_dir})")
         lines = [f"rejected {self.source}: {len(self.problems)} problem(s); nothing was changed"]
         lines += [f"  {p}" for p in self.problems[:limit]]
         if len(self.problems) > limit:
@@ -166,8 +167,15 @@ def check_rows(frame: pd.DataFrame, meta: Manifest, existing: EnergyTable | None
         return [Problem(None, None, "the table has no rows")]
     problems += _column_problems(frame)
     problems += _flag(frame["space"] != meta.space, "space", f"space differs from the manifest's {meta.space!r}")
-    problems += _flag(frame["source"] != "measured", "source",
-                      "only measured rows can be contributed (scaled/predicted values are derived, not data)")
+    problems += _flag(~frame["source"].isin(DATA_SOURCES), "source",
+                      f"only {' or '.join(DATA_SOURCES)} rows can be contributed (scaled/predicted values are "
+                      "derived, not data)")
+    if "energy_method" in frame:  # an estimate is never a measurement, in either column
+        estimated = frame["energy_method"] == "estimated"
+        problems += _flag(estimated & (frame["source"] == "measured"), "source",
+                          "energy_method is 'estimated' (a power model): the source must say 'estimated', not 'measured'")
+        problems += _flag(~estimated & frame["energy_method"].notna() & (frame["source"] == "estimated"), "source",
+                          "source 'estimated' but energy_method says it was read from a counter or sampled")
     if "dataset" in frame:
         synthetic = frame["dataset"].astype(str).str.contains("synthetic")
         for col in ("train_acc", "val_acc", "test_acc"):
@@ -376,7 +384,7 @@ def contribute(path: Path | str, *, into: str | None = None, manifest: Path | st
         if not dry_run:
             merged.save(folder)
             _refresh_tables(target)
-        report.table_dir, report.total_rows = folder, len(merged)
+        report.table_dir, report.total_rows, report.sources = folder, len(merged), merged.sources_text()
     return report
 
 
@@ -393,13 +401,15 @@ def _refresh_tables(name: str) -> None:
 
 def _merge(existing: EnergyTable | None, incoming: EnergyTable, target: str) -> EnergyTable:
     if existing is None:
-        return EnergyTable(incoming.frame, replace(incoming.manifest, name=target, checksum="",
-                                                   checkpoints_checksum="", created="",
-                                                   description=f"user-contributed {incoming.space} measurements"),
-                           incoming.checkpoints)
-    merged = existing.merge(incoming, name=target)  # keeps every campaign's settings
-    merged.manifest = replace(merged.manifest, tool=_join(existing.manifest.tool, incoming.manifest.tool),
-                              checksum="", checkpoints_checksum="", created="")
+        merged = EnergyTable(incoming.frame, replace(incoming.manifest, name=target, checksum="",
+                                                     checkpoints_checksum="", created=""), incoming.checkpoints)
+    else:
+        merged = existing.merge(incoming, name=target)  # keeps every campaign's settings
+        merged.manifest = replace(merged.manifest, tool=_join(existing.manifest.tool, incoming.manifest.tool),
+                                  checksum="", checkpoints_checksum="", created="")
+    # The description is what `ecnas tables` shows: it says how many energies are estimates.
+    merged.manifest = replace(merged.manifest, description=f"user-contributed {incoming.space} energies: "
+                                                           f"{merged.sources_text()}")
     return merged
 
 

@@ -433,8 +433,11 @@ def _naslib_class(cls: type) -> bool:
 def resolve(points: list[PatchPoint] | None = None) -> list[tuple[type, str, Callable]]:
     """(class, attribute, wrapper factory) for every wrapped point, each wrapped where NASLib defines it
     (once); raises :class:`PatchPointMissing` naming the first point that is missing or changed."""
-    from naslib.search_spaces.core.graph import Graph
-
+    base = PatchPoint("naslib.search_spaces.core.graph", "Graph", "a space's own query is told from the base "
+                      "class's by it")
+    graph = getattr(_owner(base), base.attr, None)
+    if not isinstance(graph, type):
+        raise PatchPointMissing(base.name, "does not exist", base.why)
     targets: dict[tuple[type, str], Callable] = {}
     for point in patch_points() if points is None else points:
         owner = _owner(point)
@@ -443,7 +446,7 @@ def resolve(points: list[PatchPoint] | None = None) -> list[tuple[type, str, Cal
                 raise PatchPointMissing(point.name, "does not exist", point.why)
             continue
         definer = next((c for c in getattr(owner, "__mro__", ()) if point.attr in c.__dict__), None)
-        if definer is None or not _naslib_class(definer) or (point.attr == "query" and definer is Graph):
+        if definer is None or not _naslib_class(definer) or (point.attr == "query" and definer is graph):
             problem = ("does not exist" if definer is None else
                        f"is only {definer.__module__}.{definer.__qualname__}.{point.attr}, not NASLib's own")
             raise PatchPointMissing(point.name, problem, point.why)

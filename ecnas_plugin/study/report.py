@@ -139,7 +139,9 @@ def make_figures(out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[Path],
                 ax.legend(fontsize=7, loc="lower right")
                 ax.grid(alpha=0.3)
             save(fig, f"hv_{s}_{b}.png")
-    notes = {"study": study, "norms": norms, "best_hv": best_hv}
+    notes = {"study": study, "norms": norms, "best_hv": best_hv,
+             "sources": {s: sp.table.sources_text() for s, sp in spaces.items()},
+             "estimated": sorted(s for s, sp in spaces.items() if "estimated" in sp.table.sources())}
     return per_run, summary, paths, notes
 
 
@@ -164,13 +166,18 @@ def write_report(out_dir: Path) -> Path:
                      "target_acc", "reached_target", "energy_to_target_kwh", "saving_vs_rs_total"]]
     norm_rows = pd.DataFrame([{"space": s, "accuracy range": f"{n.acc_min:.4f} – {n.acc_max:.4f}",
                                "energy range (kWh)": f"{n.energy_min:.4g} – {n.energy_max:.4g}",
-                               "best possible HV": notes["best_hv"][s]} for s, n in notes["norms"].items()])
+                               "best possible HV": notes["best_hv"][s],
+                               "energies (table rows)": notes["sources"][s]} for s, n in notes["norms"].items()])
+    estimated = notes["estimated"]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study['name'])}</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>Study {html.escape(study['name'])}</h1><p>{html.escape(study.get('description', ''))}</p>",
              f"<p>{len(per_run)} of {len(study['runs'])} runs finished. Objectives: true test accuracy "
              "(mean over the table's repeats) vs true training energy of each evaluated cell. Search energy is "
              "the summed training energy of every evaluated cell (EA-HAS-Bench's accounting).</p>",
+             *([f"<p><b>ESTIMATED energies</b> in {html.escape(', '.join(estimated))}: they come from a power "
+                "model (no energy counter was read), not from a measurement; see the energy column of the "
+                "normalisation table.</p>"] if estimated else []),
              "<h2>Summary (mean over seeds)</h2>", _table(shown),
              "<p><b>hv</b>: hypervolume with both objectives normalised to [0, 1] over the whole space "
              "(error between the best and worst cell, energy between the cheapest and dearest) and reference point "

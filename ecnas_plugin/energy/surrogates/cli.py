@@ -12,11 +12,14 @@ def _frame(table: str, epochs: int | None):
     """Measured rows of ``table`` (a registered table name, or the folder of a saved table such as
     ``ecnas measure``'s ``OUT/table``) at one budget (default: its smallest)."""
     from ecnas_plugin.api import load_table
+    from ecnas_plugin.schema import DATA_SOURCES
     from ecnas_plugin.table import EnergyTable
 
     path = Path(table)
     frame = EnergyTable.load(path).frame if (path / "manifest.json").is_file() else load_table(table).frame
-    frame = frame[frame["source"] == "measured"]
+    frame = frame[frame["source"].isin(DATA_SOURCES)]
+    if frame["source"].nunique() > 1:  # a model learns one kind: measured unless the table has none
+        frame = frame[frame["source"] == "measured"]
     if epochs is not None:
         frame = frame[frame["epochs"] == epochs]
     elif frame["epochs"].nunique() > 1:

@@ -23,8 +23,8 @@ right for a few thousand cells and minutes for the whole space. Here both are ar
 
 from __future__ import annotations
 
-import hashlib
 import itertools
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -32,6 +32,7 @@ import numpy as np
 
 from ecnas_plugin.adapters import nasbench101 as nb101
 
+from . import _wlhash
 from . import features as F
 
 V = nb101.MAX_VERTICES
@@ -42,121 +43,22 @@ for _code, _op in nb101.SEVEN_V_OPS.items():
     _LABEL_OF_CODE[_code] = {nb101.INPUT: -1, nb101.OUTPUT: -2}.get(_op, nb101.OPS.index(_op) if _op in nb101.OPS else -9)
 # CellBatch op code of each interior op index of nasbench101.OPS (the product order of the enumeration)
 _CODE_OF_OP = np.array([F.OP_CODES[op] for op in nb101.OPS], np.int8)
-_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
-_BIG = np.iinfo(np.int64).max
 
 
 # ----------------------------------------------------------------------------- hashing
 
 
-def _md5_rows(buf: np.ndarray) -> np.ndarray:
-    """(U, 16) uint8 MD5 digests of the rows of a (U, L) uint8 array."""
-    rows, width = buf.shape
-    data = memoryview(np.ascontiguousarray(buf).tobytes())
-    md5 = hashlib.md5
-    digests = b"".join([md5(data[i:i + width]).digest() for i in range(0, rows * width, width)])
-    return np.frombuffer(digests, np.uint8).reshape(rows, 16)
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
-def _hex(digests: np.ndarray) -> np.ndarray:
-    """(U, 32) uint8 lowercase hex of (U, 16) digests."""
-    out = np.empty((len(digests), 32), np.uint8)
-    out[:, 0::2] = _HEX[digests >> 4]
-    out[:, 1::2] = _HEX[digests & 15]
-    return out
-
-
-def _ranked(digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rank of every digest in hex order, (U, 32) hex table in that order)."""
-    words = digests.reshape(-1, 2, 8)[:, :, ::-1].copy().view(np.uint64).reshape(-1, 2)  # big-endian halves
-    order = np.lexsort((words[:, 1], words[:, 0]))
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order))
-    return rank, _hex(digests[order])
-
-
-def _unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index of one row per distinct row, inverse) of a 2-d int64 array; exact.
-
-    Rows are first told apart by a 64-bit mix of their values (one sort of integers, much faster
-    than sorting rows); every row is then compared with its group's representative, and only if
-    two different rows shared a mix does it fall back to sorting the rows themselves.
-    """
-    mix = np.zeros(len(keys), np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(keys.shape[1]):
-            mix = (mix ^ keys[:, j].astype(np.uint64)) * np.uint64(0x9E3779B97F4A7C15 + 2 * j)
-            mix ^= mix >> np.uint64(29)
-    _, first, inverse = np.unique(mix, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    if not (keys[first][inverse] == keys).all():  # a collision of the mix: sort the rows exactly
-        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-        inverse = inverse.ravel()
-    return first, inverse
-
-
-def _sorted_neighbours(adj: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """(N, n, n) ranks of each vertex's neighbours along the last axis of ``adj`` (adj[c, v, u]:
-    u is a neighbour of v), sorted, absent ones as _BIG at the end."""
-    return np.sort(np.where(adj.astype(bool), rank[:, None, :], _BIG), axis=2)
-
-
-def _messages(parts: list[np.ndarray], seps: list[bytes]) -> np.ndarray:
-    """(U, L) uint8: the hex/literal pieces of each row concatenated (all rows the same shape)."""
-    pieces = []
-    for part, sep in zip(parts, seps):
-        if sep:
-            pieces.append(np.broadcast_to(np.frombuffer(sep, np.uint8), (len(parts[0]), len(sep))))
-        pieces.append(part)
-    return np.concatenate(pieces, axis=1)
-
-
-def _wl_hashes(adj: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(N, 32) uint8 hex module hashes of pruned cells of one vertex count n: ``adj`` (N, n, n)
-    upper-triangular, ``labels`` (N, n) the codec's hash labels."""
-    n_cells, n = labels.shape
-    adj = adj.astype(bool)
-    succ_t = adj  # succ_t[c, v, u]: v -> u
-    pred_t = adj.transpose(0, 2, 1)  # pred_t[c, v, u]: u -> v
-    out_deg, in_deg = succ_t.sum(axis=2), pred_t.sum(axis=2)
-    # round 0: md5(str((out degree, in degree, label))), over the few distinct triples
-    triples = np.stack([out_deg, in_deg, labels], axis=2).reshape(-1, 3).astype(np.int64)
-    first, inverse = _unique_rows(triples)
-    text = [str(tuple(int(x) for x in t)).encode() for t in triples[first]]
-    digests = np.frombuffer(b"".join(hashlib.md5(t).digest() for t in text), np.uint8).reshape(-1, 16)
-    rank_u, table = _ranked(digests)
-    rank = rank_u[inverse].reshape(n_cells, n)
-    for _ in range(n):
-        preds = _sorted_neighbours(pred_t, rank)
-        succs = _sorted_neighbours(succ_t, rank)
-        keys = np.concatenate([preds, succs, rank[:, :, None]], axis=2).reshape(n_cells * n, 2 * n + 1)
-        first, inverse = _unique_rows(keys)
-        uniq = keys[first]
-        k_pred = (uniq[:, :n] != _BIG).sum(axis=1)
-        k_succ = (uniq[:, n:2 * n] != _BIG).sum(axis=1)
-        digests = np.empty((len(uniq), 16), np.uint8)
-        for kp, ks in set(zip(k_pred.tolist(), k_succ.tolist())):
-            rows = np.flatnonzero((k_pred == kp) & (k_succ == ks))
-            u = uniq[rows]
-            ids = np.concatenate([u[:, :kp], u[:, n:n + ks], u[:, 2 * n:]], axis=1)
-            hexes = table[ids]  # (R, kp + ks + 1, 32)
-            parts = [hexes[:, :kp].reshape(len(rows), -1), hexes[:, kp:kp + ks].reshape(len(rows), -1),
-                     hexes[:, -1]]
-            digests[rows] = _md5_rows(_messages(parts, [b"", b"|", b"|"]))
-        rank_u, table = _ranked(digests)
-        rank = rank_u[inverse].reshape(n_cells, n)
-    # md5(str(sorted(hashes))): "['h0', 'h1', ...]"
-    cell_keys = np.sort(rank, axis=1)
-    first, inverse = _unique_rows(cell_keys)
-    hexes = table[cell_keys[first]]  # (U, n, 32)
-    quote = np.frombuffer(b"'", np.uint8)
-    parts, seps = [], []
-    for v in range(n):
-        parts += [hexes[:, v], np.broadcast_to(quote, (len(first), 1))]
-        seps += [b"['" if v == 0 else b", '", b""]
-    buf = np.concatenate([_messages(parts, seps), np.broadcast_to(np.frombuffer(b"]", np.uint8), (len(first), 1))],
-                         axis=1)
-    return _hex(_md5_rows(buf))[inverse]
+def _exact(adj: np.ndarray, ops: np.ndarray) -> np.ndarray:
+    """(R, 16) digests by the codec itself (for the rare cells the kernel cannot order exactly)."""
+    cells = [nb101.Cell(a.tolist(), [F.OP_NAMES[int(c)] for c in o]) for a, o in zip(adj, ops)]
+    return np.frombuffer(b"".join(bytes.fromhex(nb101.module_hash(c)) for c in cells), np.uint8).reshape(-1, 16)
 
 
 def compact(batch: F.CellBatch) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -172,13 +74,72 @@ def compact(batch: F.CellBatch) -> dict[int, tuple[np.ndarray, np.ndarray, np.nd
     return out
 
 
-def module_hashes(batch: F.CellBatch) -> np.ndarray:
+def _run_jobs(jobs: list[tuple[np.ndarray, np.ndarray]], workers: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``_wlhash.fingerprints`` of every job; with ``workers`` > 1 the jobs are split into that many
+    parts of about equal size, all but the first run by ``python -m ...._wlhash`` subprocesses
+    while this process does the first (a worker that fails is redone here)."""
+    if workers <= 1 or len(jobs) < 2:
+        return [_wlhash.fingerprints(*j) for j in jobs]
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    parts: list[list[int]] = [[] for _ in range(min(workers, len(jobs)))]
+    sizes = [0] * len(parts)
+    for i in sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1])):  # largest first, to the emptiest part
+        k = sizes.index(min(sizes))
+        parts[k].append(i)
+        sizes[k] += len(jobs[i][1])
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[3])  # the folder holding ecnas_plugin
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    procs = []
+    for part in parts[1:]:
+        proc = subprocess.Popen([sys.executable, "-m", "ecnas_plugin.energy.surrogates._wlhash"], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _wlhash.write_arrays(proc.stdin, [np.array([len(part)]), *(a for i in part for a in jobs[i])])
+        proc.stdin.close()
+        procs.append((part, proc))
+    results: dict[int, tuple[np.ndarray, np.ndarray]] = {i: _wlhash.fingerprints(*jobs[i]) for i in parts[0]}
+    for part, proc in procs:
+        try:
+            got = _wlhash.read_arrays(proc.stdout, 2 * len(part))
+        except (ValueError, EOFError, OSError):
+            got = None
+        proc.stdout.close()
+        proc.stderr.close()
+        if proc.wait() != 0 or got is None:
+            got = [a for i in part for a in _wlhash.fingerprints(*jobs[i])]
+        results.update({i: (got[2 * k], got[2 * k + 1]) for k, i in enumerate(part)})
+    return [results[i] for i in range(len(jobs))]
+
+
+PARALLEL_MIN_CELLS = 40_000  # below this, worker processes cost more than they save
+CHUNK_CELLS = 50_000
+
+
+def module_hashes(batch: F.CellBatch, workers: int | None = None) -> np.ndarray:
     """Module hash of every cell of a CellBatch as a (N,) array of 32-character ASCII bytes (``S32``),
-    equal to ``nasbench101.module_hash`` of each cell. ``.astype(str)`` gives Python strings."""
-    out = np.empty((len(batch), 32), np.uint8)
+    equal to ``nasbench101.module_hash`` of each cell (``.astype(str)`` gives Python strings).
+
+    ``workers``: processes that share the MD5s (default: the CPUs this process may use, at most 4;
+    1 = in this process). Batches under 40,000 cells are hashed here.
+    """
+    digests = np.empty((len(batch), 16), np.uint8)
+    jobs = []
     for n, (rows, adj, ops) in compact(batch).items():
-        out[rows] = _wl_hashes(adj, _LABEL_OF_CODE[ops])
-    return out.view("S32").ravel()
+        labels = _LABEL_OF_CODE[ops]
+        for start in range(0, len(rows), CHUNK_CELLS):
+            part = slice(start, start + CHUNK_CELLS)
+            jobs.append((rows[part], adj[part], labels[part], ops[part]))
+    workers = min(_cpu_count(), 4) if workers is None else int(workers)
+    results = _run_jobs([(j[1], j[2]) for j in jobs], workers if len(batch) >= PARALLEL_MIN_CELLS else 1)
+    for (rows, adj, _, ops), (d, suspect) in zip(jobs, results):
+        if suspect.any():
+            d = d.copy()
+            d[suspect] = _exact(adj[suspect], ops[suspect])
+        digests[rows] = d
+    return _wlhash.hex_of(digests).view("S32").ravel()
 
 
 # ----------------------------------------------------------------------------- enumeration

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ecnas_plugin.errors import DataFormatError, SchemaError, UnknownName
-from ecnas_plugin.schema import SCHEMA_VERSION
+from ecnas_plugin.schema import DATA_SOURCES, SCHEMA_VERSION
 from ecnas_plugin.version import __version__
 
 from . import features as F
@@ -99,10 +99,18 @@ def _context(frame: pd.DataFrame) -> Context:
 
 
 def measured_targets(frame: pd.DataFrame) -> pd.DataFrame:
-    """Measured rows reduced to one per arch_key (mean over repeats), one context only."""
-    if "source" in frame and (frame["source"] != "measured").any():
-        bad = sorted(frame.loc[frame["source"] != "measured", "source"].unique())
-        raise SchemaError(f"a surrogate trains on measured rows only; got source {bad}", column="source")
+    """Measured (or estimated) rows reduced to one per arch_key (mean over repeats), one context
+    only. A surrogate learns one kind of energy: measured or estimated (a power model), never
+    derived values (scaled, predicted) and never the two kinds mixed."""
+    if "source" in frame:
+        kinds = sorted(frame["source"].unique())
+        derived = [k for k in kinds if k not in DATA_SOURCES]
+        if derived:
+            raise SchemaError(f"a surrogate trains on measured or estimated rows only; got source {derived}",
+                              column="source")
+        if len(kinds) > 1:
+            raise SchemaError(f"training rows mix sources {kinds}: a surrogate learns measured or estimated "
+                              "energies, not both (filter the rows first)", column="source")
     _context(frame)
     return frame.groupby("arch_key", sort=True, as_index=False)[TARGET].mean()
 
@@ -201,11 +209,14 @@ class Predictor:
         self._check_features(names)
         mean, sd = self._predict_rows(X)
         c = self.context
-        return pd.DataFrame({
+        rows = pd.DataFrame({
             "space": c.space, "arch_key": keys, "dataset": c.dataset, "epochs": c.epochs,
             "hardware": c.hardware, "campaign": c.campaign, "repeat": 0, "source": "predicted",
             "train_energy_kwh": mean, "train_energy_sd_kwh": sd,
         })
+        if self.training.get("energy_source") == "estimated":  # a prediction of an estimate says so
+            rows["energy_method"] = "estimated"
+        return rows
 
     # ------------------------------------------------------------------ campaigns
     def calibrate(self, measured: pd.DataFrame) -> Predictor:
@@ -326,6 +337,8 @@ def fit(frame: pd.DataFrame, model: str = "lightgbm", *, index: F.CellIndex | No
     surrogate.feature_names = names
     surrogate.fit(X, targets[TARGET].to_numpy() * WH_PER_KWH)
     training = {"table": source_table, "cells": len(targets), "rows": len(frame), "target": TARGET,
+                # predictions of a model trained on estimates predict estimates: say so with them
+                "energy_source": str(frame["source"].iloc[0]) if "source" in frame and len(frame) else "measured",
                 "arch_keys": keys, "sha256": training_checksum(keys, targets[TARGET].to_numpy())}
     predictor = Predictor(model=surrogate, context=ctx, feature_set=features.label(names), training=training,
                           feature_names=names)
