@@ -101,7 +101,9 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ecnas", description="Energy-aware neural architecture search.")
+    from .argtypes import OneLineParser
+
+    parser = OneLineParser(prog="ecnas", description="Energy-aware neural architecture search.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plugins", help="list loaded plugins, what each provides, and failures")

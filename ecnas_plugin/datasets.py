@@ -331,6 +331,8 @@ def status(entries: Iterable[DataFile], mirror: Path | None = None) -> list[dict
     not hashed yet), mirror_only.
     """
     root = mirror_dir(mirror)
+    if root is not None and not root.is_dir():
+        raise DataUnavailable(f"the offline mirror {_describe_mirror(root, mirror)} is not a folder")
     rows = []
     for entry in entries:
         candidates = []

@@ -46,6 +46,8 @@ _COLUMNS = [
     # key
     Column("space", "str", "search space name, e.g. nasbench101", required=True),
     Column("arch_key", "str", "canonical architecture key of the space", required=True),
+    Column("arch_text", "str", "the architecture in its space's text form (space.describe: NB101 ADJ:OPS), "
+                               "for keys the space cannot decode (NB101 cells of 6-7 vertices)"),
     Column("dataset", "str", "dataset trained on, e.g. cifar10", required=True),
     Column("epochs", "int", "training budget in epochs", required=True, minimum=0),
     Column("hardware", "str", "device the row was measured on", required=True),

@@ -31,7 +31,8 @@ from ecnas_plugin.adapters.nasbench201 import OPS, parse_arch_str
 from ecnas_plugin.cli import main as cli_main
 from ecnas_plugin.energy import campaign as cp
 from ecnas_plugin.energy import journal as jr
-from ecnas_plugin.errors import ConfigError, DataFormatError, InvalidArchitecture, MissingCapability, UnknownName
+from ecnas_plugin.errors import (ConfigError, DataFormatError, InvalidArchitecture, MeterError, MissingCapability,
+                                 UnknownName)
 from ecnas_plugin.networks import count_params, nb101_param_count, nb201_param_count
 from ecnas_plugin.table import EnergyTable
 
@@ -434,6 +435,24 @@ def test_failed_measurements_are_reported_not_journaled(tmp_path, shared_data):
 
 
 # ---------------------------------------------------------------------- command-line errors
+def test_a_meter_that_cannot_work_here_is_refused_before_the_campaign_starts(tmp_path, capsys):
+    from ecnas_plugin.energy.meters import NvmlMeter
+
+    works, _ = NvmlMeter.probe()
+    if works:
+        pytest.skip("NVML works on this machine: the refusal is checked where it does not")
+    out = tmp_path / "run"
+    rc = cli_main(["measure", "nasbench201", "--name", "bad", "--epochs", "1", "--out", str(out),
+                   "--meter", "nvml", "--cells", CELLS[0]])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "argument --meter: meter 'nvml' does not work" in err, err
+    assert not out.exists()  # nothing started, no folder left behind
+    spec = cp.CampaignSpec(name="bad", space="nasbench201", archs=(CELLS[0],), epochs=1, meter="nvml")
+    with pytest.raises(MeterError, match="'nvml' does not work"):
+        cp.run_campaign(spec, out, progress=False)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("argv, names", [
     (["nasbench999", "--cells", "x"], ["argument space:", "unknown space 'nasbench999'", "nasbench201"]),
     (["nasbench201", "--epochs", "0", "--cells", CELLS[0]], ["argument --epochs:", ">= 1"]),

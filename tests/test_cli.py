@@ -69,3 +69,24 @@ def test_nb201_index_resolves_through_the_registry(shared_data):
     assert arch == "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
     assert space.canonical_key(arch) == arch
     assert space.parse_arch(str(space.canonical_key(arch))) == arch
+
+
+@pytest.mark.parametrize("args, names", [
+    (("frob",), ["argument command: invalid choice: 'frob'"]),
+    (("query", "nasbench999", "--table", "ecnas-4v", "--arch", "x"), ["unknown space 'nasbench999'"]),
+    (("query", "nasbench101", "--table", "ecnas-4v", "--arch", "x", "--epochs", "four"),
+     ["argument --epochs: invalid int value: 'four'"]),
+    (("tables", "--rebuild", "ecnas-9v"), ["unknown table 'ecnas-9v'"]),
+    (("data", "pull", "no_such_file.bin"), ["unknown data file 'no_such_file.bin'"]),
+    (("data", "list", "--mirror", "/no/such/mirror"), ["offline mirror /no/such/mirror is not a folder"]),
+    (("study", "run", "configs/studies/quickstart.yaml", "--workers", "0"), ["argument --workers: must be >= 1"]),
+    (("study", "run", "/no/such/study.yaml"), ["'/no/such/study.yaml': file not found"]),
+    (("study", "report", "/"), ["/ is not a study folder"]),
+    (("contribute", "/no/such/run"), ["/no/such/run: does not exist"]),
+    (("naslib", "autoload", "maybe"), ["argument state: invalid choice: 'maybe'"]),
+])
+def test_every_command_names_a_bad_argument_in_one_line(shared_data, args, names):
+    out = ecnas(*args)
+    err = out.stderr.strip()
+    assert out.returncode in (1, 2) and "Traceback" not in err, err
+    assert len(err.splitlines()) <= 2 and all(n in err for n in names), err  # contribute adds its verdict line

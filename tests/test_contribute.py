@@ -195,6 +195,9 @@ def test_cli_exit_codes(measured, cache, capsys):
     assert cli_main(["contribute", str(measured)]) == 1
     assert "already contributed" in capsys.readouterr().err
     assert cli_main(["contribute", str(measured / "journal.jsonl")]) == 1
+    assert "not a measurement file" in capsys.readouterr().err
+    assert cli_main(["contribute", str(measured / "no-such-run")]) == 1
+    assert "no-such-run: does not exist" in capsys.readouterr().err
     capsys.readouterr()
     for bad in ("../escape", "ecnas-7v", "user-a/b"):  # bad input: one line naming the argument, exit 2
         with pytest.raises(SystemExit) as exit_:

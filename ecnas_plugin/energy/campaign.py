@@ -262,6 +262,22 @@ def sample_cells(space: object, n: int, seed: int = 0, limits: Mapping[str, int]
 
 
 # ---------------------------------------------------------------------- meters
+def check_meter(name: str) -> None:
+    """Raise MeterError, naming the meter and why, if ``name`` cannot measure on this machine
+    (``auto``: if no registered meter works). Probes only: nothing is started."""
+    from ecnas_plugin.energy.meters import default_meter, meter_classes
+    from ecnas_plugin.errors import MeterError
+
+    if name == "auto":
+        default_meter()
+        return
+    classes = meter_classes()
+    for part in name.split("+"):
+        works, why = classes[part].probe()
+        if not works:
+            raise MeterError(f"meter {part!r} does not work on this machine: {why}")
+
+
 def make_meter(name: str, gpus: Sequence[int] | None = None):
     """A meter by name: ``auto`` (the best combination of registered meters that works here, see
     :func:`~ecnas_plugin.energy.meters.default_meter`), any registered meter's name, or several
@@ -393,6 +409,8 @@ def run_campaign(spec: CampaignSpec, out: Path | str, executor: object = "local"
 
     out = Path(out)
     runner = get_executor(executor) if isinstance(executor, str) else executor
+    if getattr(runner, "name", None) == "local":
+        check_meter(spec.meter)  # measuring here: a meter that cannot work here is refused now, no folder made
     journal = Journal(out / JOURNAL_FILE)
     header, records = journal.open({"spec": spec.to_dict()})
     try:

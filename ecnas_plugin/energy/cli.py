@@ -12,6 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ecnas_plugin.argtypes import float_at_least as _float_at_least
+from ecnas_plugin.argtypes import int_at_least as _int_at_least
+from ecnas_plugin.argtypes import name_int as _name_int
 from ecnas_plugin.errors import ConfigError, EcnasError, InvalidArchitecture, MissingCapability, UnknownName
 
 # CampaignSpec field -> the option that sets it (what an error message names)
@@ -22,43 +25,6 @@ _OPTION_OF = {"name": "--name", "epochs": "--epochs", "repeats": "--repeats", "b
 
 class ArgumentError(EcnasError, ValueError):
     """A command-line argument the registry or the campaign refused; names the argument."""
-
-
-def _name_int():
-    """An argparse type for ``NAME=INT``."""
-    def parse(item: str) -> tuple[str, int]:
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value.strip().lstrip("-").isdigit():
-            raise argparse.ArgumentTypeError(f"takes NAME=INT pairs, got {item!r}")
-        return name.strip(), int(value)
-    parse.__name__ = "NAME=INT"
-    return parse
-
-
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
-def _float_at_least(low: float, strict: bool = False):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (value > low if strict else value >= low) or value != value or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} {low:g}, got {text}")
-        return value
-    parse.__name__ = "number"
-    return parse
 
 
 def _user_table(name: str) -> str:
@@ -139,6 +105,15 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     except InvalidArchitecture as exc:
         raise ArgumentError(f"argument --cells/--cells-file: {exc}") from None
     out = args.out or datasets.cache_dir() / "campaigns" / args.name
+    if args.executor == "local":  # on a cluster the workers' meters count, not the driver's
+        from ecnas_plugin.errors import MeterError
+
+        from .campaign import check_meter
+
+        try:
+            check_meter(spec.meter)
+        except MeterError as exc:
+            raise ArgumentError(f"argument --meter: {exc}") from None
     executor = get_executor("ray", address=args.ray_address) if args.executor == "ray" else "local"
     result = run_campaign(spec, out, executor, progress=not args.quiet)
     print(f"{len(result.table)} run(s) ({result.measured_now} now, {result.resumed} from the journal), energy: "
@@ -174,22 +149,14 @@ def _cmd_meters(args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Parse errors as one line naming the argument (exit 2), without the long usage block."""
-    def error(message: str):
-        parser.exit(2, f"{parser.prog}: error: {message} (see {parser.prog} --help)\n")
-    parser.error = error  # type: ignore[method-assign]
-    return parser
-
-
 def add_subparsers(subparsers: argparse._SubParsersAction) -> None:
     """Add `measure`, `contribute` and `meters` to the `ecnas` command."""
     from .campaign import DATASETS
     from .executors import EXECUTORS
 
-    p = _one_line_errors(subparsers.add_parser(
+    p = subparsers.add_parser(
         "measure", help="run an energy measurement campaign (resumable) on any registered space with a "
-                        "network builder"))
+                        "network builder")
     p.add_argument("space", help="a registered search space (`ecnas plugins` lists them), e.g. nasbench201")
     p.add_argument("--name", required=True, help="campaign name (the `campaign` column of every row)")
     p.add_argument("--cells", nargs="+", metavar="ARCH",
@@ -233,8 +200,8 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_measure)
 
-    p = _one_line_errors(subparsers.add_parser(
-        "contribute", help="validate a measurement file and merge it into your tables"))
+    p = subparsers.add_parser(
+        "contribute", help="validate a measurement file and merge it into your tables")
     p.add_argument("file", type=Path, help="table folder, `ecnas measure` output folder, or .parquet file")
     p.add_argument("--manifest", type=Path, help="manifest of a .parquet file (default: beside it)")
     p.add_argument("--into", type=_user_table, help="user table to merge into: a plain name starting with 'user-' "

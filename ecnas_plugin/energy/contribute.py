@@ -108,6 +108,9 @@ def read_measurement(path: Path | str, manifest: Path | str | None = None
                      ) -> tuple[pd.DataFrame, pd.DataFrame | None, Manifest]:
     """The raw (not yet validated) table, checkpoints and manifest of a measurement file."""
     path = Path(path)
+    if not path.exists():
+        raise DataFormatError(path, None, "does not exist (give an `ecnas measure` output folder, a table "
+                                          "folder or a .parquet file)")
     if path.is_dir():
         if (path / "table" / MANIFEST_FILE).is_file() and not (path / MANIFEST_FILE).is_file():
             path = path / "table"  # an `ecnas measure` output folder

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ecnas_plugin.argtypes import int_at_least
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_study
@@ -35,7 +37,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     r.add_argument("config", type=Path, help="study YAML, e.g. configs/studies/quickstart.yaml")
     r.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local process pool (default) or a Ray cluster ($RAY_ADDRESS)")
-    r.add_argument("--workers", type=int, help="parallel runs (default: the config's workers, else 2)")
+    r.add_argument("--workers", type=int_at_least(1), help="parallel runs (default: the config's workers, else 2)")
     r.add_argument("--out", type=Path, help="study folder (default: the config's output)")
     r.add_argument("--no-report", action="store_true", help="only run, do not write the report")
     r.add_argument("--quiet", action="store_true", help="no progress bar")

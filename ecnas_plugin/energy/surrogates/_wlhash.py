@@ -81,73 +81,82 @@ def unique_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, inverse
 
 
-def _groups(in_deg: np.ndarray, out_deg: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
-    """(in degree, out degree, flat vertex rows) for every degree pair present."""
+class _Group:
+    """The vertices of one (in degree, out degree): flat rows (cell * n + vertex) and the flat rows
+    of their predecessors and successors (fixed for every round; only their order changes)."""
+
+    def __init__(self, kp: int, ks: int, rows: np.ndarray, preds: np.ndarray, succs: np.ndarray):
+        self.kp, self.ks, self.rows, self.preds, self.succs = kp, ks, rows, preds, succs
+        self.base = (rows // (preds.shape[1] and 1 or 1)) * 0  # replaced below
+
+    def buffer(self) -> np.ndarray:
+        """(R, L) uint8 message rows with the two '|' in place."""
+        kp, ks = self.kp, self.ks
+        buf = np.empty((len(self.rows), 32 * (kp + ks + 1) + 2), np.uint8)
+        buf[:, 32 * kp] = _BAR
+        buf[:, 32 * (kp + ks) + 1] = _BAR
+        return buf
+
+
+def _groups(adj: np.ndarray) -> list[_Group]:
+    """Vertices grouped by (in degree, out degree), with their neighbours' flat rows."""
+    n_cells, n = adj.shape[:2]
+    in_deg, out_deg = adj.sum(axis=1), adj.sum(axis=2)
     code = (in_deg * 8 + out_deg).ravel()
     order = np.argsort(code, kind="stable")
     bounds = np.flatnonzero(np.diff(code[order])) + 1
-    return [(int(code[g[0]] // 8), int(code[g[0]] % 8), g) for g in np.split(order, bounds) if len(g)]
+    flat_pred = adj.transpose(0, 2, 1).reshape(n_cells * n, n)  # [c * n + v, u]: u -> v
+    flat_succ = adj.reshape(n_cells * n, n)  # [c * n + v, u]: v -> u
+    groups = []
+    for rows in np.split(order, bounds):
+        if not len(rows):
+            continue
+        kp, ks = int(code[rows[0]] // 8), int(code[rows[0]] % 8)
+        base = (rows // n * n)[:, None]
+        # neighbour vertex numbers in increasing order (nonzero walks rows in order, columns ascending)
+        preds = np.nonzero(flat_pred[rows])[1].reshape(len(rows), kp) + base
+        succs = np.nonzero(flat_succ[rows])[1].reshape(len(rows), ks) + base
+        g = _Group(kp, ks, rows, preds, succs)
+        g.base = base
+        groups.append(g)
+    return groups
 
 
-def _message_buffer(rows: int, kp: int, ks: int) -> np.ndarray:
-    buf = np.empty((rows, 32 * (kp + ks + 1) + 2), np.uint8)
-    buf[:, 32 * kp] = _BAR
-    buf[:, 32 * (kp + ks) + 1] = _BAR
+def _fill(buf: np.ndarray, g: _Group, hexes: np.ndarray, preds: np.ndarray, succs: np.ndarray,
+          own: np.ndarray) -> np.ndarray:
+    """Write the hex of predecessors, successors and own hash into ``buf`` (rows of indices into ``hexes``)."""
+    rows, kp, ks = len(buf), g.kp, g.ks
+    if kp:
+        buf[:, :32 * kp].reshape(rows, kp, 32)[...] = hexes[preds]
+    if ks:
+        buf[:, 32 * kp + 1:32 * (kp + ks) + 1].reshape(rows, ks, 32)[...] = hexes[succs]
+    buf[:, -32:] = hexes[own]
     return buf
 
 
-def _round_distinct(adj_pred: np.ndarray, adj_succ: np.ndarray, table: np.ndarray, vid: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """One round hashing distinct keys only: (new digest table, new vertex ids into it)."""
-    n_cells, n = vid.shape
-    hi, lo = _words(table)
-    order = np.lexsort((lo, hi))
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order))
-    hexes = hex_of(table[order])
-    r = rank[vid]
-    preds = np.sort(np.where(adj_pred, r[:, None, :], BIG), axis=2)
-    succs = np.sort(np.where(adj_succ, r[:, None, :], BIG), axis=2)
-    keys = np.concatenate([preds, succs, r[:, :, None]], axis=2).reshape(n_cells * n, 2 * n + 1)
-    first, inverse = unique_rows(keys)
-    uniq = keys[first]
-    k_pred = (uniq[:, :n] != BIG).sum(axis=1)
-    k_succ = (uniq[:, n:2 * n] != BIG).sum(axis=1)
-    new = np.empty((len(uniq), 16), np.uint8)
-    for kp, ks, rows in _groups(k_pred, k_succ):
-        u = uniq[rows]
-        buf = _message_buffer(len(rows), kp, ks)
-        for j in range(kp):
-            buf[:, 32 * j:32 * j + 32] = hexes[u[:, j]]
-        base = 32 * kp + 1
-        for j in range(ks):
-            buf[:, base + 32 * j:base + 32 * j + 32] = hexes[u[:, n + j]]
-        buf[:, -32:] = hexes[u[:, 2 * n]]
-        new[rows] = md5_rows(buf)
-    return new, inverse.reshape(n_cells, n)
+def _ordered(keys: np.ndarray, neighbours: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort each row of neighbours by their packed keys: (sorted packed keys, flat rows in that order)."""
+    k = np.sort(keys[neighbours], axis=1)
+    return k, base + (k & np.uint64(7)).astype(np.int64)
 
 
-def _sort_keys(digests: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(N, n) uint64: each vertex's digest's first 61 bits, its index in the low 3 bits."""
-    hi, _ = _words(digests)
-    n = shape[1]
-    return (hi.reshape(shape) & ~np.uint64(7)) | np.arange(n, dtype=np.uint64)
-
-
-def _ties(sorted_keys: np.ndarray, digests: np.ndarray, n: int) -> np.ndarray:
-    """(N,) bool: cells where two neighbours share the 61 sorting bits but not the digest."""
+def _ties(sorted_keys: np.ndarray, flat: np.ndarray, digests: np.ndarray) -> np.ndarray:
+    """Row positions where two neighbours share the 61 sorting bits but not the digest."""
+    if sorted_keys.shape[1] < 2:
+        return np.zeros(0, np.int64)
     top = sorted_keys >> np.uint64(3)
-    same = (top[..., 1:] == top[..., :-1]) & (sorted_keys[..., 1:] != NONE)
+    same = top[:, 1:] == top[:, :-1]
     if not same.any():
-        return np.zeros(len(sorted_keys), bool)
-    pos = np.nonzero(same)
-    cells = pos[0]
-    a = cells * n + (sorted_keys[..., :-1][pos] & np.uint64(7)).astype(np.int64)
-    b = cells * n + (sorted_keys[..., 1:][pos] & np.uint64(7)).astype(np.int64)
-    differ = (digests[a] != digests[b]).any(axis=1)
-    out = np.zeros(len(sorted_keys), bool)
-    out[cells[differ]] = True
-    return out
+        return np.zeros(0, np.int64)
+    r, j = np.nonzero(same)
+    differ = (digests[flat[r, j]] != digests[flat[r, j + 1]]).any(axis=1)
+    return r[differ]
+
+
+def _packed(digests: np.ndarray, n: int) -> np.ndarray:
+    """(N * n,) uint64 sort keys: each vertex digest's first 61 bits, its vertex number in the low 3."""
+    hi, _ = _words(digests)
+    return (hi & ~np.uint64(7)) | (np.arange(len(hi), dtype=np.uint64) % np.uint64(n))
 
 
 def fingerprints(adj: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,55 +172,61 @@ def fingerprints(adj: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     suspect = np.zeros(n_cells, bool)
     if n_cells == 0:
         return np.zeros((0, 16), np.uint8), suspect
-    adj_succ = adj  # [c, v, u]: v -> u
-    adj_pred = adj.transpose(0, 2, 1)  # [c, v, u]: u -> v
-    out_deg, in_deg = adj_succ.sum(axis=2), adj_pred.sum(axis=2)
+    groups = _groups(adj)
 
-    triples = np.stack([out_deg, in_deg, labels], axis=2).reshape(-1, 3).astype(np.int64)
+    # round 0 over the few distinct (out degree, in degree, label) triples
+    triples = np.stack([adj.sum(axis=2), adj.sum(axis=1), labels], axis=2).reshape(-1, 3).astype(np.int64)
     first, inverse = unique_rows(triples)
     text = [str(tuple(int(x) for x in t)).encode() for t in triples[first]]
     table = np.frombuffer(b"".join(hashlib.md5(t).digest() for t in text), np.uint8).reshape(-1, 16)
-    vid = inverse.reshape(n_cells, n)
-    done = 0
-    while done < min(DEDUP_ROUNDS, n):
-        table, vid = _round_distinct(adj_pred, adj_succ, table, vid)
-        done += 1
-    digests = table[vid.ravel()]  # (N * n, 16), row c * n + v
-    groups = _groups(in_deg, out_deg) if done < n else []
-    cell_of = np.arange(n_cells * n) // n
-    for _ in range(done, n):
-        keys = _sort_keys(digests, (n_cells, n))
-        preds = np.sort(np.where(adj_pred, keys[:, None, :], NONE), axis=2)
-        succs = np.sort(np.where(adj_succ, keys[:, None, :], NONE), axis=2)
-        suspect |= _ties(preds, digests, n) | _ties(succs, digests, n)
+    vid = inverse
+    rounds = 0
+    # the first rounds: hash each distinct (sorted predecessors, sorted successors, own) key once
+    while rounds < min(DEDUP_ROUNDS, n):
+        hi, lo = _words(table)
+        order = np.lexsort((lo, hi))
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        hexes = hex_of(table[order])
+        r = rank[vid]
+        tables, new_vid, offset = [], np.empty(n_cells * n, np.int64), 0
+        for g in groups:
+            keys = np.concatenate([np.sort(r[g.preds], axis=1), np.sort(r[g.succs], axis=1), r[g.rows][:, None]],
+                                  axis=1)
+            first, inverse = unique_rows(keys)
+            u = keys[first]
+            tables.append(md5_rows(_fill(g.buffer()[:len(u)], g, hexes, u[:, :g.kp], u[:, g.kp:g.kp + g.ks],
+                                         u[:, -1])))
+            new_vid[g.rows] = offset + inverse
+            offset += len(u)
+        table, vid = np.concatenate(tables), new_vid
+        rounds += 1
+    # later rounds: every vertex (repeats are rare), neighbours ordered by packed digest keys
+    digests = table[vid]  # (N * n, 16), row c * n + v
+    for _ in range(rounds, n):
+        keys = _packed(digests, n)
         hexes = hex_of(digests)
-        preds, succs = preds.reshape(n_cells * n, n), succs.reshape(n_cells * n, n)
         new = np.empty_like(digests)
-        for kp, ks, rows in groups:
-            base_index = cell_of[rows] * n
-            buf = _message_buffer(len(rows), kp, ks)
-            p = (preds[rows, :kp] & np.uint64(7)).astype(np.int64) + base_index[:, None]
-            for j in range(kp):
-                buf[:, 32 * j:32 * j + 32] = hexes[p[:, j]]
-            s = (succs[rows, :ks] & np.uint64(7)).astype(np.int64) + base_index[:, None]
-            off = 32 * kp + 1
-            for j in range(ks):
-                buf[:, off + 32 * j:off + 32 * j + 32] = hexes[s[:, j]]
-            buf[:, -32:] = hexes[rows]
-            new[rows] = md5_rows(buf)
+        for g in groups:
+            kp_sorted, p = _ordered(keys, g.preds, g.base)
+            ks_sorted, q = _ordered(keys, g.succs, g.base)
+            for bad in (_ties(kp_sorted, p, digests), _ties(ks_sorted, q, digests)):
+                suspect[g.rows[bad] // n] = True
+            new[g.rows] = md5_rows(_fill(g.buffer(), g, hexes, p, q, g.rows))
         digests = new
     # the cell: md5(str(sorted(hashes))) = md5("['h0', 'h1', ...]")
-    keys = np.sort(_sort_keys(digests, (n_cells, n)), axis=1)
-    suspect |= _ties(keys[:, None, :], digests, n)
+    keys = np.sort(_packed(digests, n).reshape(n_cells, n), axis=1)
+    base = (np.arange(n_cells) * n)[:, None]
+    flat = base + (keys & np.uint64(7)).astype(np.int64)
+    suspect[_ties(keys, flat, digests)] = True
     hexes = hex_of(digests)
-    order = (keys & np.uint64(7)).astype(np.int64) + (np.arange(n_cells) * n)[:, None]
-    buf = np.empty((n_cells, 36 * n), np.uint8)
-    for v in range(n):
-        start = 36 * v
-        buf[:, start:start + 2] = np.frombuffer(b"['" if v == 0 else b" '", np.uint8)
-        buf[:, start + 2:start + 34] = hexes[order[:, v]]
-        buf[:, start + 34:start + 36] = np.frombuffer(b"']" if v == n - 1 else b"',", np.uint8)
-    return md5_rows(buf), suspect
+    buf = np.empty((n_cells, n, 36), np.uint8)
+    buf[:, :, :2] = np.frombuffer(b" '", np.uint8)
+    buf[:, 0, :2] = np.frombuffer(b"['", np.uint8)
+    buf[:, :, 2:34] = hexes[flat]
+    buf[:, :, 34:] = np.frombuffer(b"',", np.uint8)
+    buf[:, -1, 34:] = np.frombuffer(b"']", np.uint8)
+    return md5_rows(buf.reshape(n_cells, 36 * n)), suspect
 
 
 # ----------------------------------------------------------------------------- worker process

@@ -79,6 +79,36 @@ def training_order(train: pd.DataFrame, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed + 1).permutation(sorted(train["arch_key"].unique()))
 
 
+def holdout(frame: pd.DataFrame, test_keys: Sequence[str], train_cells: int = 1000, model: str = "additive",
+            seed: int = 0, index: F.CellIndex | None = None, **params: Any) -> tuple[Predictor, dict[str, float]]:
+    """A structural hold-out: fit on ``train_cells`` random cells (seeded) of those not in
+    ``test_keys``, score on the ``test_keys`` cells. Returns (predictor, metrics)."""
+    held = frame["arch_key"].isin(set(test_keys))
+    rest = frame[~held]
+    keys = training_order(rest, seed)[:train_cells]
+    predictor = fit(rest[rest["arch_key"].isin(keys)], model, index=index, seed=seed, **params)
+    return predictor, evaluate(predictor, frame[held], index)
+
+
+def nb101_regions(frame: pd.DataFrame, index: F.CellIndex | None = None) -> dict[str, list[str]]:
+    """Structural hold-outs of an NB101 table (name → the cells held out), each a region the rest
+    of the table does not cover: 5-vertex cells with >= 2 conv3x3 ops; the 20% of cells with the
+    most and with the fewest parameters; cells of fewer than 5 vertices (the model then sees only
+    5-vertex cells)."""
+    keys = sorted(frame["arch_key"].unique())
+    batch = (index or F.default_cell_index()).batch(keys)
+    X, names = F.nb101_features(batch), F.nb101_feature_names()
+    vertices, conv3 = X[:, names.index("vertices")], X[:, names.index("n_conv3x3")]
+    params = F.size_counts(batch)["params"]
+    keys = np.array(keys)
+    return {
+        "5 vertices, >=2 conv3x3": list(keys[(vertices == 5) & (conv3 >= 2)]),
+        "params top 20%": list(keys[params >= np.quantile(params, 0.8)]),
+        "params bottom 20%": list(keys[params <= np.quantile(params, 0.2)]),
+        "< 5 vertices (trained on 5)": list(keys[vertices < 5]),
+    }
+
+
 def learning_curve(frame: pd.DataFrame, sizes: Sequence[int] = (50, 100, 200, 500, 1000, 1500),
                    model: str = "lightgbm", test_fraction: float = 0.4, seed: int = 0,
                    index: F.CellIndex | None = None, **params: Any) -> pd.DataFrame:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -214,10 +213,19 @@ class SpaceCells:
         return len(self.keys)
 
 
-@lru_cache(maxsize=None)
-def space_cells(max_vertices: int = V) -> SpaceCells:
+_SPACE: dict[int, SpaceCells] = {}
+
+
+def space_cells(max_vertices: int = V, workers: int | None = None) -> SpaceCells:
     """Every valid NB101 cell of at most ``max_vertices`` vertices, one per module hash, in the order
-    and form the codec's ``enumerate_cells`` yields them (423,624 cells for 7). Read-only, cached."""
+    and form the codec's ``enumerate_cells`` yields them (423,624 cells for 7). Read-only, kept for
+    the process; ``workers`` as :func:`module_hashes`."""
+    if max_vertices not in _SPACE:
+        _SPACE[max_vertices] = _space_cells(max_vertices, workers)
+    return _SPACE[max_vertices]
+
+
+def _space_cells(max_vertices: int, workers: int | None) -> SpaceCells:
     if not 2 <= max_vertices <= V:
         raise ValueError(f"max_vertices must be in 2..{V}, got {max_vertices}")
     adjs, opss = [], []
@@ -232,7 +240,7 @@ def space_cells(max_vertices: int = V) -> SpaceCells:
         adjs.append(padded)
         opss.append(ops)
     batch = F.CellBatch(np.concatenate(adjs), np.concatenate(opss))
-    keys = module_hashes(batch)
+    keys = module_hashes(batch, workers)
     # Different classes with one hash (the fingerprint is not a proof of isomorphism) count once,
     # as in the codec: the first in enumeration order stays.
     _, first = np.unique(keys, return_index=True)
@@ -244,9 +252,82 @@ def space_cells(max_vertices: int = V) -> SpaceCells:
     return SpaceCells(batch, keys)
 
 
-def _check_count(cells: SpaceCells) -> None:
-    if len(cells) != ALL_NB101_CELLS:
-        raise AssertionError(f"enumerated {len(cells)} NB101 cells, NAS-Bench-101 has {ALL_NB101_CELLS}")
+def describe(batch: F.CellBatch) -> np.ndarray:
+    """``ADJ:OPS`` of every cell (what ``NasBench101.describe`` gives and ``parse_arch`` reads back),
+    as a (N,) object array of str, vectorised: the adjacency digits per vertex count, the op list
+    per (vertex count, interior ops) combination."""
+    out = np.empty(len(batch), object)
+    for n, (rows, adj, ops) in compact(batch).items():
+        digits = (adj.reshape(len(rows), n * n) + ord("0")).astype(np.uint8).view(f"S{n * n}").ravel()
+        inner = ops[:, 1:n - 1]
+        codes = np.zeros(len(rows), np.int64)
+        names = [F.OP_NAMES[int(c)] for c in (F.C3, F.C1, F.MP)]
+        digit = {int(F.C3): 0, int(F.C1): 1, int(F.MP): 2}
+        lookup = np.zeros(max(digit) + 1, np.int64)
+        for code, d in digit.items():
+            lookup[code] = d
+        for j in range(n - 2):
+            codes = codes * 3 + lookup[inner[:, j]]
+        suffix = np.array([":" + ",".join([nb101.INPUT, *combo, nb101.OUTPUT])
+                           for combo in itertools.product(names, repeat=n - 2)], dtype=object)
+        out[rows] = np.char.decode(digits, "ascii").astype(object) + suffix[codes]
+    return out
 
 
-__all__ = ["ALL_NB101_CELLS", "SpaceCells", "compact", "module_hashes", "space_cells"]
+def predicted_table(predictor=None, name: str = "", workers: int | None = None):
+    """Every NAS-Bench-101 cell (423,624) with its predicted training energy and σ, as an EnergyTable.
+
+    Rows: ``arch_key`` (module hash), ``arch_text`` (ADJ:OPS: most keys are of 6-7-vertex cells,
+    which a hash cannot be decoded back into), ``source="predicted"``, ``train_energy_kwh`` and
+    ``train_energy_sd_kwh``, ``params`` and ``flops`` (multiply-accumulates, counted analytically),
+    labelled with the predictor's campaign, budget, hardware and dataset. ``predictor``: an NB101
+    Predictor (default: the shipped model). ``workers``: processes for the module hashes
+    (:func:`module_hashes`).
+    """
+    import pandas as pd
+
+    from ecnas_plugin.table import EnergyTable, Manifest
+
+    from .predictor import default_predictor
+
+    predictor = predictor or default_predictor()
+    if not isinstance(predictor.features, F.Nb101Features):
+        from ecnas_plugin.errors import SchemaError
+
+        raise SchemaError(f"the whole-NB101 table needs an NB101 model; this one predicts space "
+                          f"{predictor.context.space!r}", column="space")
+    cells = space_cells(V, workers)
+    mean, sd = predictor.predict_batch(cells.batch)
+    counts = F.size_counts(cells.batch)
+    c = predictor.context
+    frame = pd.DataFrame({
+        "space": c.space, "arch_key": cells.keys.astype(str).astype(object), "arch_text": describe(cells.batch),
+        "dataset": c.dataset, "epochs": c.epochs, "hardware": c.hardware, "campaign": c.campaign, "repeat": 0,
+        "source": "predicted", "train_energy_kwh": mean, "train_energy_sd_kwh": sd,
+        "params": counts["params"], "flops": counts["flops"],
+    })
+    if predictor.training.get("energy_source") == "estimated":  # as Predictor.predict_energy says it
+        frame["energy_method"] = "estimated"
+    model = predictor.model.name
+    trained = predictor.training.get("table") or c.campaign
+    manifest = Manifest(
+        name=name or f"nb101-predicted-{c.campaign}",
+        space=c.space,
+        description=(f"every NAS-Bench-101 cell ({len(frame):,}): training energy PREDICTED (not measured) by "
+                     f"the {model} surrogate trained on {predictor.training.get('cells', '?')} measured cells of "
+                     f"{trained} ({c.campaign}, {c.epochs} epochs, {c.hardware}, {c.dataset}); "
+                     "train_energy_sd_kwh is its σ"),
+        tool=f"ecnas-plugin {model} surrogate (predicted)",
+        pue=predictor.training.get("pue"),
+        components=tuple(predictor.training.get("components", ())),
+        license="as the training table's",
+        citation="",
+        notes=(f"source=predicted on every row; sigma method {predictor.model.calibration.get('method', 'constant')}; "
+               f"training data sha256 {predictor.training.get('sha256', '')}; feature set {predictor.feature_set}; "
+               "flops are multiply-accumulates (networks.count_flops); PUE as the training table's"),
+    )
+    return EnergyTable(frame, manifest)
+
+
+__all__ = ["ALL_NB101_CELLS", "SpaceCells", "compact", "describe", "module_hashes", "predicted_table",
+           "space_cells"]

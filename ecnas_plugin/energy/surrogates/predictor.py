@@ -249,7 +249,7 @@ class Predictor:
         """Write manifest.json and the model files to ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        files = self.model.member_files()
+        files = {**self.model.member_files(), **self.model.sd_files()}
         for name, data in files.items():
             (folder / name).write_bytes(data)
         manifest = {
@@ -305,6 +305,7 @@ class Predictor:
         model.feature_names = list(m["feature_names"])
         model.load_members(files, len(m["feature_names"]))
         model.calibration = dict(config["calibration"])
+        model.load_sd_files(files, len(m["feature_names"]))
         predictor = cls(model=model, context=context, feature_set=m["feature_set"], training=m["training"],
                         metrics=m["metrics"], calibration=m["calibration"], feature_names=list(m["feature_names"]))
         predictor._features = features
