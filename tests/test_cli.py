@@ -84,9 +84,23 @@ def test_nb201_index_resolves_through_the_registry(shared_data):
     (("study", "report", "/"), ["/ is not a study folder"]),
     (("contribute", "/no/such/run"), ["/no/such/run: does not exist"]),
     (("naslib", "autoload", "maybe"), ["argument state: invalid choice: 'maybe'"]),
+    (("surrogate", "fit", "--test-fraction", "2", "--out", "/tmp/never"), ["argument --test-fraction: must be a fraction"]),
+    (("surrogate", "fit", "--model", "nope", "--out", "/tmp/never"), ["argument --model: unknown surrogate model 'nope'"]),
+    (("surrogate", "eval", "--learning-curve", "-5"), ["argument --learning-curve: must be >= 1"]),
+    (("surrogate", "predict",), ["no architecture given"]),
 ])
 def test_every_command_names_a_bad_argument_in_one_line(shared_data, args, names):
     out = ecnas(*args)
     err = out.stderr.strip()
     assert out.returncode in (1, 2) and "Traceback" not in err, err
     assert len(err.splitlines()) <= 2 and all(n in err for n in names), err  # contribute adds its verdict line
+
+
+def test_building_the_parser_loads_no_heavy_library():
+    """`ecnas --help` stays fast because the parser needs neither pandas, torch, numpy nor the plugins
+    (timed in benchmarks/bench_cli_startup.py; timings do not belong in tests)."""
+    code = ("import sys; from ecnas_plugin.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('pandas', 'torch', 'numpy', 'lightgbm', 'ecnas_plugin.registry') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

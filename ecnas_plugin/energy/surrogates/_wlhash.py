@@ -30,8 +30,6 @@ except ImportError:  # pragma: no cover - interpreters built without it
     _md5 = hashlib.md5
 
 HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
-NONE = np.uint64(0xFFFFFFFFFFFFFFFF)  # an absent neighbour (sorts last; a real key has low bits <= 6)
-BIG = np.iinfo(np.int64).max
 DEDUP_ROUNDS = 2  # rounds that hash distinct keys only (later rounds have almost no repeats)
 _BAR, _QUOTE = ord("|"), ord("'")
 
@@ -85,14 +83,15 @@ class _Group:
     """The vertices of one (in degree, out degree): flat rows (cell * n + vertex) and the flat rows
     of their predecessors and successors (fixed for every round; only their order changes)."""
 
-    def __init__(self, kp: int, ks: int, rows: np.ndarray, preds: np.ndarray, succs: np.ndarray):
+    def __init__(self, kp: int, ks: int, rows: np.ndarray, preds: np.ndarray, succs: np.ndarray,
+                 base: np.ndarray):
         self.kp, self.ks, self.rows, self.preds, self.succs = kp, ks, rows, preds, succs
-        self.base = (rows // (preds.shape[1] and 1 or 1)) * 0  # replaced below
+        self.base = base  # (R, 1): flat row of each vertex's cell's first vertex
 
-    def buffer(self) -> np.ndarray:
-        """(R, L) uint8 message rows with the two '|' in place."""
+    def buffer(self, rows: int | None = None) -> np.ndarray:
+        """(rows, L) uint8 message rows (default: one per vertex) with the two '|' in place."""
         kp, ks = self.kp, self.ks
-        buf = np.empty((len(self.rows), 32 * (kp + ks + 1) + 2), np.uint8)
+        buf = np.empty((len(self.rows) if rows is None else rows, 32 * (kp + ks + 1) + 2), np.uint8)
         buf[:, 32 * kp] = _BAR
         buf[:, 32 * (kp + ks) + 1] = _BAR
         return buf
@@ -116,9 +115,7 @@ def _groups(adj: np.ndarray) -> list[_Group]:
         # neighbour vertex numbers in increasing order (nonzero walks rows in order, columns ascending)
         preds = np.nonzero(flat_pred[rows])[1].reshape(len(rows), kp) + base
         succs = np.nonzero(flat_succ[rows])[1].reshape(len(rows), ks) + base
-        g = _Group(kp, ks, rows, preds, succs)
-        g.base = base
-        groups.append(g)
+        groups.append(_Group(kp, ks, rows, preds, succs, base))
     return groups
 
 
@@ -195,7 +192,7 @@ def fingerprints(adj: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
                                   axis=1)
             first, inverse = unique_rows(keys)
             u = keys[first]
-            tables.append(md5_rows(_fill(g.buffer()[:len(u)], g, hexes, u[:, :g.kp], u[:, g.kp:g.kp + g.ks],
+            tables.append(md5_rows(_fill(g.buffer(len(u)), g, hexes, u[:, :g.kp], u[:, g.kp:g.kp + g.ks],
                                          u[:, -1])))
             new_vid[g.rows] = offset + inverse
             offset += len(u)

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ecnas_plugin.argtypes import fraction, int_at_least
+
 
 def _frame(table: str, epochs: int | None):
     """Measured rows of ``table`` (a registered table name, or the folder of a saved table such as
@@ -94,20 +96,32 @@ def predict_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _surrogate_name(name: str) -> str:
+    """An argparse type: a registered surrogate model's name."""
+    from .predictor import surrogate_classes
+
+    known = sorted(surrogate_classes())
+    if name not in known:
+        raise argparse.ArgumentTypeError(f"unknown surrogate model {name!r}; available: {', '.join(known)}")
+    return name
+
+
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``surrogate fit|eval|predict`` to the ``ecnas`` parser."""
     p = subparsers.add_parser("surrogate", help="energy surrogates: fit, evaluate, predict")
     sub = p.add_subparsers(dest="surrogate_command", required=True)
-    from .predictor import surrogate_classes
-
-    models = sorted(surrogate_classes())
+    # Model names are checked when an argument is parsed (registry loaded then), so building the
+    # parser for `ecnas --help` imports no surrogate code.
+    models = _surrogate_name
 
     f = sub.add_parser("fit", help="train a surrogate on a table's measured energies")
     f.add_argument("--table", default="ecnas-5v", help="table name, or the folder of a saved table")
-    f.add_argument("--epochs", type=int, help="budget to learn (default: the table's smallest)")
-    f.add_argument("--model", default="additive", choices=models)
-    f.add_argument("--train-cells", type=int, help="train on at most this many cells")
-    f.add_argument("--test-fraction", type=float, default=0.4, help="cells held out for the metrics")
+    f.add_argument("--epochs", type=int_at_least(1), help="budget to learn (default: the table's smallest)")
+    f.add_argument("--model", default="additive", type=models, help="a registered surrogate model (additive, "
+                                                                    "lightgbm, mlp, ensemble, ...)")
+    f.add_argument("--train-cells", type=int_at_least(1), help="train on at most this many cells")
+    f.add_argument("--test-fraction", type=fraction(open_low=False), default=0.4,
+                   help="share of cells held out for the metrics, in [0, 1)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", type=Path, required=True, help="folder to write the model to")
     f.set_defaults(func=fit_command)
@@ -115,11 +129,12 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="metrics on unseen cells; optional learning curve (table + PNG)")
     e.add_argument("--model-dir", type=Path, help="saved model folder (default: the shipped model)")
     e.add_argument("--table", default="ecnas-5v", help="table name, or the folder of a saved table")
-    e.add_argument("--epochs", type=int)
+    e.add_argument("--epochs", type=int_at_least(1))
     e.add_argument("--rank-only", action="store_true", help="another campaign: report τ and ρ only")
-    e.add_argument("--learning-curve", type=int, nargs="+", metavar="N", help="training sizes, e.g. 50 100 500 1000")
+    e.add_argument("--learning-curve", type=int_at_least(1), nargs="+", metavar="N",
+                   help="training sizes, e.g. 50 100 500 1000")
     e.add_argument("--curve-only", action="store_true", help="only the learning curve")
-    e.add_argument("--model", default="additive", choices=models, help="model for the learning curve")
+    e.add_argument("--model", default="additive", type=models, help="model for the learning curve")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--csv", type=Path, help="write the learning curve table here")
     e.add_argument("--png", type=Path, help="write the learning curve figure here")

@@ -73,72 +73,93 @@ def compact(batch: F.CellBatch) -> dict[int, tuple[np.ndarray, np.ndarray, np.nd
     return out
 
 
-def _run_jobs(jobs: list[tuple[np.ndarray, np.ndarray]], workers: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``_wlhash.fingerprints`` of every job; with ``workers`` > 1 the jobs are split into that many
-    parts of about equal size, all but the first run by ``python -m ...._wlhash`` subprocesses
-    while this process does the first (a worker that fails is redone here)."""
-    if workers <= 1 or len(jobs) < 2:
-        return [_wlhash.fingerprints(*j) for j in jobs]
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    parts: list[list[int]] = [[] for _ in range(min(workers, len(jobs)))]
-    sizes = [0] * len(parts)
-    for i in sorted(range(len(jobs)), key=lambda i: -len(jobs[i][1])):  # largest first, to the emptiest part
-        k = sizes.index(min(sizes))
-        parts[k].append(i)
-        sizes[k] += len(jobs[i][1])
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[3])  # the folder holding ecnas_plugin
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    procs = []
-    for part in parts[1:]:
-        proc = subprocess.Popen([sys.executable, "-m", "ecnas_plugin.energy.surrogates._wlhash"], env=env,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _wlhash.write_arrays(proc.stdin, [np.array([len(part)]), *(a for i in part for a in jobs[i])])
-        proc.stdin.close()
-        procs.append((part, proc))
-    results: dict[int, tuple[np.ndarray, np.ndarray]] = {i: _wlhash.fingerprints(*jobs[i]) for i in parts[0]}
-    for part, proc in procs:
-        try:
-            got = _wlhash.read_arrays(proc.stdout, 2 * len(part))
-        except (ValueError, EOFError, OSError):
-            got = None
-        proc.stdout.close()
-        proc.stderr.close()
-        if proc.wait() != 0 or got is None:
-            got = [a for i in part for a in _wlhash.fingerprints(*jobs[i])]
-        results.update({i: (got[2 * k], got[2 * k + 1]) for k, i in enumerate(part)})
-    return [results[i] for i in range(len(jobs))]
-
-
 PARALLEL_MIN_CELLS = 40_000  # below this, worker processes cost more than they save
 CHUNK_CELLS = 50_000
+
+
+class HashJob:
+    """The module hashes of a CellBatch, being computed: :meth:`result` waits for them.
+
+    Cells are cut into jobs (one vertex count, at most 50,000 cells each) for
+    ``_wlhash.fingerprints``. With ``workers`` > 1 (and a batch of at least 40,000 cells) the jobs
+    are split into parts of about equal size, each run by a ``python -m ...._wlhash`` subprocess
+    that starts at once, so the caller can work while they hash; with ``in_caller`` the caller
+    takes one part itself in :meth:`result`. A worker that fails is redone in this process.
+    """
+
+    def __init__(self, batch: F.CellBatch, workers: int | None = None, in_caller: bool = True):
+        self.size = len(batch)
+        self.jobs = []
+        for n, (rows, adj, ops) in compact(batch).items():
+            labels = _LABEL_OF_CODE[ops]
+            for start in range(0, len(rows), CHUNK_CELLS):
+                part = slice(start, start + CHUNK_CELLS)
+                self.jobs.append((rows[part], adj[part], labels[part], ops[part]))
+        workers = min(_cpu_count(), 4) if workers is None else max(1, int(workers))
+        if workers == 1 or self.size < PARALLEL_MIN_CELLS or len(self.jobs) < 2:
+            self.local, self.procs = list(range(len(self.jobs))), []
+            return
+        parts: list[list[int]] = [[] for _ in range(min(workers, len(self.jobs)))]
+        sizes = [0] * len(parts)
+        for i in sorted(range(len(self.jobs)), key=lambda i: -len(self.jobs[i][0])):  # largest first
+            k = sizes.index(min(sizes))
+            parts[k].append(i)
+            sizes[k] += len(self.jobs[i][0])
+        self.local = parts.pop(0) if in_caller else []
+        self.procs = [(part, self._spawn(part)) for part in parts]
+
+    def _spawn(self, part: list[int]):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[3])  # the folder holding ecnas_plugin
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "ecnas_plugin.energy.surrogates._wlhash"], env=env,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            _wlhash.write_arrays(proc.stdin, [np.array([len(part)]),
+                                              *(a for i in part for a in self.jobs[i][1:3])])
+            proc.stdin.close()
+        except OSError:
+            return None  # redone in this process
+        return proc
+
+    def result(self) -> np.ndarray:
+        """(N,) ``S32`` module hashes, in the batch's order."""
+        done = {i: _wlhash.fingerprints(*self.jobs[i][1:3]) for i in self.local}
+        for part, proc in self.procs:
+            got = None
+            if proc is not None:
+                try:
+                    got = _wlhash.read_arrays(proc.stdout, 2 * len(part))
+                except (ValueError, EOFError, OSError):
+                    got = None
+                proc.stdout.close()
+                if proc.wait() != 0:
+                    got = None
+            if got is None:
+                got = [a for i in part for a in _wlhash.fingerprints(*self.jobs[i][1:3])]
+            done.update({i: (got[2 * k], got[2 * k + 1]) for k, i in enumerate(part)})
+        digests = np.empty((self.size, 16), np.uint8)
+        for i, (rows, adj, _, ops) in enumerate(self.jobs):
+            d, suspect = done[i]
+            if suspect.any():
+                d = d.copy()
+                d[suspect] = _exact(adj[suspect], ops[suspect])
+            digests[rows] = d
+        return _wlhash.hex_of(digests).view("S32").ravel()
 
 
 def module_hashes(batch: F.CellBatch, workers: int | None = None) -> np.ndarray:
     """Module hash of every cell of a CellBatch as a (N,) array of 32-character ASCII bytes (``S32``),
     equal to ``nasbench101.module_hash`` of each cell (``.astype(str)`` gives Python strings).
 
-    ``workers``: processes that share the MD5s (default: the CPUs this process may use, at most 4;
-    1 = in this process). Batches under 40,000 cells are hashed here.
+    ``workers``: processes that share the MD5s, this one included (default: the CPUs this process
+    may use, at most 4; 1 = all in this process). Batches under 40,000 cells are hashed here.
     """
-    digests = np.empty((len(batch), 16), np.uint8)
-    jobs = []
-    for n, (rows, adj, ops) in compact(batch).items():
-        labels = _LABEL_OF_CODE[ops]
-        for start in range(0, len(rows), CHUNK_CELLS):
-            part = slice(start, start + CHUNK_CELLS)
-            jobs.append((rows[part], adj[part], labels[part], ops[part]))
-    workers = min(_cpu_count(), 4) if workers is None else int(workers)
-    results = _run_jobs([(j[1], j[2]) for j in jobs], workers if len(batch) >= PARALLEL_MIN_CELLS else 1)
-    for (rows, adj, _, ops), (d, suspect) in zip(jobs, results):
-        if suspect.any():
-            d = d.copy()
-            d[suspect] = _exact(adj[suspect], ops[suspect])
-        digests[rows] = d
-    return _wlhash.hex_of(digests).view("S32").ravel()
+    return HashJob(batch, workers).result()
 
 
 # ----------------------------------------------------------------------------- enumeration
@@ -149,10 +170,10 @@ def _graphs(n: int) -> tuple[np.ndarray, np.ndarray]:
     its order: upper-triangular, ≤ 9 edges, every vertex on an input→output path; bit k of a mask
     is the k-th pair of ``np.triu_indices(n, 1)``."""
     iu = np.triu_indices(n, 1)
-    masks = np.arange(1 << len(iu[0]), dtype=np.int64)
-    bits = ((masks[:, None] >> np.arange(len(iu[0]))) & 1).astype(np.uint8)
-    keep = bits.sum(axis=1) <= nb101.MAX_EDGES
-    masks, bits = masks[keep], bits[keep]
+    masks = np.arange(1 << len(iu[0]), dtype=np.uint32)
+    masks = masks[np.bitwise_count(masks) <= nb101.MAX_EDGES]
+    bits = ((masks[:, None] >> np.arange(len(iu[0]), dtype=np.uint32)) & 1).astype(np.uint8)
+    masks = masks.astype(np.int64)
     adj = np.zeros((len(bits), n, n), np.uint8)
     adj[:, iu[0], iu[1]] = bits
     fwd = np.zeros((len(adj), n), bool)
@@ -208,6 +229,7 @@ class SpaceCells:
 
     batch: F.CellBatch
     keys: np.ndarray
+    rows: np.ndarray  # positions in the enumeration of one cell per isomorphism class
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -226,6 +248,12 @@ def space_cells(max_vertices: int = V, workers: int | None = None) -> SpaceCells
 
 
 def _space_cells(max_vertices: int, workers: int | None) -> SpaceCells:
+    batch = _all_batch(max_vertices)
+    return _unique_by_hash(batch, module_hashes(batch, workers))
+
+
+def _all_batch(max_vertices: int) -> F.CellBatch:
+    """One cell per isomorphism class, every vertex count up to ``max_vertices``, codec order."""
     if not 2 <= max_vertices <= V:
         raise ValueError(f"max_vertices must be in 2..{V}, got {max_vertices}")
     adjs, opss = [], []
@@ -239,17 +267,19 @@ def _space_cells(max_vertices: int, workers: int | None) -> SpaceCells:
         ops[:, 1:n - 1] = _CODE_OF_OP[inner]
         adjs.append(padded)
         opss.append(ops)
-    batch = F.CellBatch(np.concatenate(adjs), np.concatenate(opss))
-    keys = module_hashes(batch, workers)
-    # Different classes with one hash (the fingerprint is not a proof of isomorphism) count once,
-    # as in the codec: the first in enumeration order stays.
+    return F.CellBatch(np.concatenate(adjs), np.concatenate(opss))
+
+
+def _unique_by_hash(batch: F.CellBatch, keys: np.ndarray) -> SpaceCells:
+    """Different classes with one hash (the fingerprint is not a proof of isomorphism) count once,
+    as in the codec: the first in enumeration order stays."""
     _, first = np.unique(keys, return_index=True)
-    if len(first) < len(keys):
-        first = np.sort(first)
-        batch, keys = F.CellBatch(batch.adjacency[first], batch.ops[first]), keys[first]
-    for a in (batch.adjacency, batch.ops, keys):
+    rows = np.sort(first)
+    if len(rows) < len(keys):
+        batch, keys = F.CellBatch(batch.adjacency[rows], batch.ops[rows]), keys[rows]
+    for a in (batch.adjacency, batch.ops, keys, rows):
         a.setflags(write=False)
-    return SpaceCells(batch, keys)
+    return SpaceCells(batch, keys, rows)
 
 
 def describe(batch: F.CellBatch) -> np.ndarray:
@@ -296,12 +326,25 @@ def predicted_table(predictor=None, name: str = "", workers: int | None = None):
 
         raise SchemaError(f"the whole-NB101 table needs an NB101 model; this one predicts space "
                           f"{predictor.context.space!r}", column="space")
-    cells = space_cells(V, workers)
-    mean, sd = predictor.predict_batch(cells.batch)
-    counts = F.size_counts(cells.batch)
+    if V in _SPACE:
+        cells = _SPACE[V]
+        batch, pending = cells.batch, None
+    else:  # hash in worker processes while this one predicts
+        batch = _all_batch(V)
+        pending = HashJob(batch, workers, in_caller=False)
+    mean, sd = predictor.predict_batch(batch)
+    counts = F.size_counts(batch)
+    text = describe(batch)
+    if pending is not None:
+        cells = _unique_by_hash(batch, pending.result())
+        _SPACE[V] = cells
+        if len(cells) != len(batch):  # the fingerprint merged two cell classes: drop as space_cells does
+            keep = np.isin(np.arange(len(batch)), cells.rows)
+            mean, sd, text = mean[keep], sd[keep], text[keep]
+            counts = {k: v[keep] for k, v in counts.items()}
     c = predictor.context
     frame = pd.DataFrame({
-        "space": c.space, "arch_key": cells.keys.astype(str).astype(object), "arch_text": describe(cells.batch),
+        "space": c.space, "arch_key": cells.keys.astype(str).astype(object), "arch_text": text,
         "dataset": c.dataset, "epochs": c.epochs, "hardware": c.hardware, "campaign": c.campaign, "repeat": 0,
         "source": "predicted", "train_energy_kwh": mean, "train_energy_sd_kwh": sd,
         "params": counts["params"], "flops": counts["flops"],
