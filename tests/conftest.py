@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,31 @@ def study_cli():
         return parser.parse_args(["study", "run", str(config), "--out", str(out)])
 
     return parse
+
+
+def install_distribution(site: Path, name: str, source: str) -> None:
+    """A module ``ecnas_test_<name>`` plus a dist-info with an ``ecnas_plugin`` entry point ``name``,
+    as pip would write them into ``site``: a real third-party plugin, found by entry-point discovery."""
+    module = f"ecnas_test_{name}"
+    (site / f"{module}.py").write_text(source)
+    info = site / f"ecnas_test_{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: ecnas-test-{name.replace('_', '-')}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[ecnas_plugin]\n{name} = {module}\n")
+
+
+EXAMPLE_PACKAGE = REPO / "examples" / "ecnas-example-tables"
+
+
+@pytest.fixture(scope="session")
+def example_installed(tmp_path_factory) -> Path:
+    """The example package ``pip install --no-deps --target``-ed for real (no build litter in the
+    source tree, no network); put the returned folder on sys.path to have it discovered."""
+    work = tmp_path_factory.mktemp("example")
+    source = shutil.copytree(EXAMPLE_PACKAGE, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    target = work / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                           "--no-index", "--target", str(target), str(source)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"pip could not install the example plugin:\n{proc.stdout}\n{proc.stderr}")
+    return target

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import install_distribution
 from ecnas_plugin import registry as reg
 from ecnas_plugin.adapters.nasbench201 import OPS, parse_arch_str
 from ecnas_plugin.cli import main as cli_main
@@ -117,22 +118,12 @@ def ecnas_search_spaces():
 '''
 
 
-def _install_distribution(site: Path, name: str, source: str) -> None:
-    """A module plus a dist-info with an ``ecnas_plugin`` entry point, as pip would write them."""
-    module = f"ecnas_test_{name}"
-    (site / f"{module}.py").write_text(source)
-    info = site / f"ecnas_test_{name}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: ecnas-test-{name.replace('_', '-')}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[ecnas_plugin]\n{name} = {module}\n")
-
-
 @pytest.fixture
 def toy_registry(tmp_path, monkeypatch):
     """The process registry with the third-party ``toy_spaces`` distribution loaded."""
     site = tmp_path / "site"
     site.mkdir()
-    _install_distribution(site, "toy_spaces", TOY_SPACES)
+    install_distribution(site, "toy_spaces", TOY_SPACES)
     monkeypatch.syspath_prepend(str(site))
     registry = reg.Registry(allowed="toy_spaces")
     plugin = next(p for p in registry.plugins if p.entry_point == "toy_spaces")

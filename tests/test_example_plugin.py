@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from importlib.metadata import distributions, entry_points
 from pathlib import Path
 
@@ -19,16 +16,8 @@ TABLE = "example-nb201-flowers17-cpu"
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """``pip install --no-deps --target`` of a copy (no build litter in the source tree, no network)."""
-    work = tmp_path_factory.mktemp("example")
-    source = shutil.copytree(EXAMPLE, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    target = work / "site"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--no-index", "--target", str(target), str(source)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"pip could not install the example plugin:\n{proc.stdout}\n{proc.stderr}")
-    return target
+def installed(example_installed) -> Path:
+    return example_installed
 
 
 def test_installed_plugin_provides_its_table(installed, monkeypatch):

@@ -10,8 +10,6 @@ imported by the core. The flow tests share one tiny real campaign (1 epoch, 1 th
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 from importlib.metadata import distributions
 from pathlib import Path
@@ -35,16 +33,8 @@ def _forget_example_modules() -> None:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """The example package ``pip install --no-deps --target``-ed (no build litter, no network)."""
-    work = tmp_path_factory.mktemp("example-space")
-    source = shutil.copytree(EXAMPLE, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    target = work / "site"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--no-index", "--target", str(target), str(source)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"pip could not install the example plugin:\n{proc.stdout}\n{proc.stderr}")
-    return target
+def installed(example_installed) -> Path:
+    return example_installed
 
 
 @pytest.fixture(scope="module")

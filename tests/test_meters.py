@@ -28,12 +28,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import install_distribution
 from ecnas_plugin.errors import DataFormatError, UnknownName
 from ecnas_plugin import registry as reg
 from ecnas_plugin.energy.meters import (
     CodecarbonMeter,
     CombinedMeter,
-    Meter,
     MeterConfigError,
     MeterError,
     NvmlMeter,
@@ -634,11 +634,7 @@ def acme(tmp_path, no_hardware):
     process registry; returns the folder its (fake) PDU counters will live in."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "ecnas_test_acme_meters.py").write_text(ACME)
-    info = site / "ecnas_test_acme_meters-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ecnas-test-acme-meters\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[ecnas_plugin]\nacme_meters = ecnas_test_acme_meters\n")
+    install_distribution(site, "acme_meters", ACME)
     no_hardware.syspath_prepend(str(site))
     registry = reg.Registry(allowed="acme_meters")
     plugin = next(p for p in registry.plugins if p.entry_point == "acme_meters")

@@ -6,10 +6,10 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
+from conftest import install_distribution
 from ecnas_plugin.registry import Registry
 
 GOOD = '''
@@ -86,22 +86,12 @@ PLUGINS = {
 }
 
 
-def _install_distribution(site: Path, name: str, source: str) -> None:
-    """Write a module plus a dist-info with an ecnas_plugin entry point, as pip would."""
-    module = f"ecnas_test_{name}"
-    (site / f"{module}.py").write_text(source)
-    info = site / f"ecnas_test_{name}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: ecnas-test-{name.replace('_', '-')}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[ecnas_plugin]\n{name} = {module}\n")
-
-
 @pytest.fixture
 def site(tmp_path, monkeypatch):
     site = tmp_path / "site"
     site.mkdir()
     for name, source in PLUGINS.items():
-        _install_distribution(site, name, source)
+        install_distribution(site, name, source)
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.delenv("ECNAS_PLUGINS", raising=False)
     return site
@@ -175,3 +165,18 @@ def test_ecnas_plugins_command_reports_problems(site):
     assert "ecnas-test-broken-import:broken_import" in out.stdout and "FAILED" in out.stdout
     assert "tables: ecnas-4v, ecnas-4v-linscale, ecnas-5v, ecnas-7v" in out.stdout
     assert "7 plugin(s) had problems" in out.stderr
+
+
+def test_the_registry_depends_on_contracts_only():
+    """registry.py imports the contract types it checks plugins' answers against, never an
+    implementation: no meter, surrogate model, adapter or importer comes in with it."""
+    code = ("import sys, ecnas_plugin.registry as r; r._kinds(); "
+            "print(sorted(m for m in sys.modules if m.startswith('ecnas_plugin')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded = set(eval(out.stdout))
+    for implementation in ("ecnas_plugin.energy.meters.nvml", "ecnas_plugin.energy.meters.rapl",
+                           "ecnas_plugin.energy.meters.codecarbon", "ecnas_plugin.energy.surrogates.models",
+                           "ecnas_plugin.adapters.nasbench101", "ecnas_plugin.importers.ecnas", "ecnas_plugin.api"):
+        assert implementation not in loaded
+    assert {"ecnas_plugin.adapters.base", "ecnas_plugin.energy.meters.base", "ecnas_plugin.energy.surrogates.base"} <= loaded

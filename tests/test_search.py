@@ -13,7 +13,7 @@ from ecnas_plugin.adapters import nasbench101 as nb101
 from ecnas_plugin.errors import UnknownName
 from ecnas_plugin.objectives import make_objective
 from ecnas_plugin.registry import get_registry
-from ecnas_plugin.search import Budget, OPTIMIZERS, Point, TabularSpace, load_space, make_optimizer, run_search
+from ecnas_plugin.search import Budget, OPTIMIZERS, TabularSpace, load_space, make_optimizer, run_search
 from ecnas_plugin.study import metrics
 from ecnas_plugin.table import EnergyTable
 

@@ -26,9 +26,18 @@ from .base import (
     apply_pue,
     synchronize_cuda,
 )
-from .codecarbon import CodecarbonMeter
-from .nvml import NvmlMeter
-from .rapl import RaplMeter
+
+# The built-in meters load on first use (the hook, or a name below), so importing the Meter
+# contract (the registry does) imports no meter implementation.
+_BUILTIN = {"NvmlMeter": ".nvml", "RaplMeter": ".rapl", "CodecarbonMeter": ".codecarbon"}
+
+
+def __getattr__(name: str):
+    if name in _BUILTIN:
+        from importlib import import_module
+
+        return getattr(import_module(_BUILTIN[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "COMPONENTS", "METHODS", "CodecarbonMeter", "CombinedMeter", "Meter", "MeterConfigError",
@@ -39,6 +48,10 @@ __all__ = [
 
 def builtin_meters() -> list[type[Meter]]:
     """The meter classes this package ships, best measurement first."""
+    from .codecarbon import CodecarbonMeter
+    from .nvml import NvmlMeter
+    from .rapl import RaplMeter
+
     return [NvmlMeter, RaplMeter, CodecarbonMeter]
 
 

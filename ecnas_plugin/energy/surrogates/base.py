@@ -62,6 +62,7 @@ class Surrogate(ABC):
     sd_tail_fraction: ClassVar[float] = 0.15
     sd_coverage: ClassVar[float] = TWO_SIGMA
     sd_floor: ClassVar[float] = 0.01
+    sd_target_tails: ClassVar[bool] = True  # also hold out the most and the least energy-hungry cells
     sd_tail_min_cells: ClassVar[int] = 20  # fewer training cells: out-of-fold residuals only
 
     def __init__(self, folds: int = 5, seed: int = 0, **params: Any):
@@ -131,8 +132,10 @@ class Surrogate(ABC):
         if len(y) >= self.sd_tail_min_cells and self.sd_tail_components > 0:
             centred = points - points.mean(axis=0)
             _, _, vt = np.linalg.svd(centred, full_matrices=False)
-            for c in range(min(self.sd_tail_components, len(vt))):
-                score = centred @ vt[c]
+            directions = [centred @ vt[c] for c in range(min(self.sd_tail_components, len(vt)))]
+            if self.sd_target_tails:
+                directions.append(np.log(y))
+            for score in directions:
                 for side in (1.0, -1.0):
                     held = side * score >= np.quantile(side * score, 1.0 - self.sd_tail_fraction)
                     if held.all() or held.sum() < 2:
@@ -150,7 +153,8 @@ class Surrogate(ABC):
         n_oof = len(y)
         self.calibration = {
             "method": SD_METHOD, "a": a, "b": b, "scale": s, "neighbours": k, "floor": self.sd_floor,
-            "tail_components": self.sd_tail_components, "tail_fraction": self.sd_tail_fraction,
+            "tail_components": self.sd_tail_components, "target_tails": bool(self.sd_target_tails),
+            "tail_fraction": self.sd_tail_fraction,
             "tail_folds": tails, "coverage_target_2sd": self.sd_coverage,
             "oof_mae_wh": float(np.mean(np.abs(y - oof))),
             # shares of the calibration residuals inside ±1σ / ±2σ (z <= k·scale)
@@ -165,8 +169,9 @@ class Surrogate(ABC):
         return max(1, min(int(self.sd_neighbours), n_points - 1))
 
     def _log_spread(self, X: np.ndarray) -> np.ndarray:
+        """Delete-a-fold jackknife sd of the log ensemble mean: sqrt(K - 1) × the members' sd."""
         preds = self._predict_members(self.members, np.asarray(X, np.float32))
-        return np.log(np.maximum(preds, 1e-9)).std(axis=0)
+        return _jackknife(preds)
 
     def distance(self, X: np.ndarray) -> np.ndarray:
         """D: mean distance of each row of X to its nearest training cells (standardised features)."""
@@ -189,7 +194,7 @@ class Surrogate(ABC):
         mean = preds.mean(axis=0)
         c = self.calibration
         if c.get("method") == SD_METHOD:
-            spread = np.log(np.maximum(preds, 1e-9)).std(axis=0)
+            spread = _jackknife(preds)
             D = self.distance(X)
             sd = np.maximum(mean, 0.0) * c["scale"] * np.sqrt(c["a"] + c["b"] * D**2 + spread**2)
         else:  # saved before the σ grew with distance: a constant noise term in Wh
@@ -240,6 +245,14 @@ class Surrogate(ABC):
         """JSON-ready description: name, folds, seed, params, calibration."""
         return {"name": self.name, "folds": self.folds, "seed": self.seed, "params": dict(self.params),
                 "calibration": dict(self.calibration)}
+
+
+def _jackknife(preds: np.ndarray) -> np.ndarray:
+    """sqrt(K - 1) × the sd over K member predictions of log energy: the delete-a-fold jackknife
+    estimate of the ensemble's own error, which grows where members trained on different folds
+    disagree (off the training data)."""
+    k = len(preds)
+    return np.sqrt(max(k - 1, 1)) * np.log(np.maximum(preds, 1e-9)).std(axis=0)
 
 
 def _knn_distance(points: np.ndarray, queries: np.ndarray, k: int, chunk: int = 4096) -> np.ndarray:

@@ -165,13 +165,22 @@ def module_hashes(batch: F.CellBatch, workers: int | None = None) -> np.ndarray:
 # ----------------------------------------------------------------------------- enumeration
 
 
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits of each uint32 (np.bitwise_count where numpy has it, >= 2.0)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    x = x - ((x >> 1) & 0x55555555)
+    x = (x & 0x33333333) + ((x >> 2) & 0x33333333)
+    return (((x + (x >> 4)) & 0x0F0F0F0F) * 0x01010101 & 0xFFFFFFFF) >> 24
+
+
 def _graphs(n: int) -> tuple[np.ndarray, np.ndarray]:
     """(masks, (G, n, n) uint8 adjacency) of every n-vertex graph of the codec's enumeration, in
     its order: upper-triangular, ≤ 9 edges, every vertex on an input→output path; bit k of a mask
     is the k-th pair of ``np.triu_indices(n, 1)``."""
     iu = np.triu_indices(n, 1)
     masks = np.arange(1 << len(iu[0]), dtype=np.uint32)
-    masks = masks[np.bitwise_count(masks) <= nb101.MAX_EDGES]
+    masks = masks[_popcount(masks) <= nb101.MAX_EDGES]
     bits = ((masks[:, None] >> np.arange(len(iu[0]), dtype=np.uint32)) & 1).astype(np.uint8)
     masks = masks.astype(np.int64)
     adj = np.zeros((len(bits), n, n), np.uint8)
