@@ -56,6 +56,78 @@ def test_additive_model_ranks_unseen_cells_better_than_trees_alone(small_lgb, sp
     assert 0.4 < a["within_1sd"] < a["within_2sd"] <= 1.0
 
 
+@pytest.fixture(scope="module")
+def extrapolating(five):
+    """An additive model trained on 1,000 cells of the 80% with the fewest parameters, the other
+    20% held out (bigger networks than any it saw), plus in-range cells it did not see."""
+    params = five.groupby("arch_key")["params"].first()
+    big = set(params.index[params >= params.quantile(0.8)])
+    rest = five[~five["arch_key"].isin(big)]
+    train, test = E.split(rest, 0.3, seed=0)
+    keys = np.random.default_rng(0).permutation(sorted(train["arch_key"].unique()))[:1000]
+    model = S.fit(train[train["arch_key"].isin(keys)], "additive", folds=3, seed=0)
+    return model, five[five["arch_key"].isin(big)], test
+
+
+def test_sigma_widens_for_cells_outside_the_training_range(extrapolating):
+    model, outside, inside = extrapolating
+    index = F.default_cell_index()
+    out = model.predict_energy(sorted(outside["arch_key"].unique()))
+    ins = model.predict_energy(sorted(inside["arch_key"].unique()))
+    relative = lambda rows: np.median(rows["train_energy_sd_kwh"] / rows["train_energy_kwh"])  # noqa: E731
+    assert relative(out) > 1.1 * relative(ins)  # wider per Wh, not only because the cells are bigger
+    assert np.median(out["train_energy_sd_kwh"]) > 1.8 * np.median(ins["train_energy_sd_kwh"])
+    far = model.model.distance(F.nb101_features(index.batch(list(out["arch_key"]))))
+    near = model.model.distance(F.nb101_features(index.batch(list(ins["arch_key"]))))
+    assert np.median(far) > 2 * np.median(near)
+    m_out, m_in = S.evaluate(model, outside), S.evaluate(model, inside)
+    assert m_out["mae_wh"] > 1.5 * m_in["mae_wh"]  # the model is worse there, and its σ says so:
+    assert m_out["within_2sd"] >= 0.9 and m_in["within_2sd"] >= 0.9
+    assert m_out["within_1sd"] >= 0.6 and m_in["within_1sd"] >= 0.68
+
+
+def test_sigma_grows_with_distance_for_one_cell(extrapolating):
+    """The same prediction with its training cells moved away: σ grows monotonically with D."""
+    model, outside, _ = extrapolating
+    X = F.nb101_features(F.default_cell_index().batch(sorted(outside["arch_key"].unique())[:50]))
+    surrogate = model.model
+    mean, sd = surrogate.predict(X)
+    ref = dict(surrogate.reference)
+    sds = []
+    for shift in (0.0, 2.0, 5.0, 10.0):
+        surrogate.reference = {**ref, "points": ref["points"] + shift}
+        moved_mean, moved_sd = surrogate.predict(X)
+        np.testing.assert_array_equal(moved_mean, mean)  # the mean never depends on the σ's reference
+        sds.append(moved_sd)
+    surrogate.reference = ref
+    assert all((b > a).all() for a, b in zip(sds[1:], sds[2:]))
+    assert (sds[-1] > 3 * sd).all()
+
+
+def test_models_saved_with_a_constant_sigma_still_load(small_lgb, tmp_path):
+    """A model saved before the σ grew with distance (calibration noise_var_wh2/sd_scale, no
+    sd_reference.json) loads and predicts as it did: its constant noise term in Wh."""
+    folder = small_lgb.save(tmp_path / "old")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["model"]["calibration"] = {"noise_var_wh2": 1.5, "sd_scale": 0.8, "oof_mae_wh": 0.9}
+    del manifest["files"]["sd_reference.json"]
+    (folder / "sd_reference.json").unlink()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    old = S.Predictor.load(folder)
+    batch = F.random_cell_batch(200, seed=1)
+    mean, sd = old.predict_batch(batch)
+    np.testing.assert_array_equal(mean, small_lgb.predict_batch(batch)[0])
+    spread = old.model._ensemble(F.nb101_features(batch))[1]
+    np.testing.assert_allclose(sd * 1000, 0.8 * np.sqrt(spread**2 + 1.5), rtol=1e-12)
+    # a distance-calibrated model without its reference file is refused, not silently constant
+    folder = small_lgb.save(tmp_path / "new")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["files"]["sd_reference.json"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="sd_reference.json"):
+        S.Predictor.load(folder)
+
+
 @pytest.mark.parametrize("name", ["lightgbm", "mlp", "ensemble", "additive"])
 def test_save_load_round_trips_exactly(name, split5, tmp_path):
     train = split5[0].iloc[:120]
@@ -67,6 +139,10 @@ def test_save_load_round_trips_exactly(name, split5, tmp_path):
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     assert q.context == p.context and q.training["sha256"] == p.training["sha256"]
+    # no pickle: model files are text, JSON or torch state_dicts (loaded weights_only), all checksummed
+    files = sorted(f.name for f in (tmp_path / name).iterdir())
+    assert "sd_reference.json" in files and all(f.endswith((".txt", ".json", ".pt")) for f in files)
+    assert set(json.loads((tmp_path / name / "manifest.json").read_text())["files"]) == set(files) - {"manifest.json"}
 
 
 def small_lgb_or_fit(name, train):
@@ -90,6 +166,10 @@ def test_load_refuses_other_feature_set_schema_or_changed_file(small_lgb, tmp_pa
             S.Predictor.load(folder)
     folder = small_lgb.save(tmp_path / "bytes")
     (folder / "lightgbm_0.txt").write_text((folder / "lightgbm_0.txt").read_text().replace("Tree=0", "Tree=00"))
+    with pytest.raises(DataFormatError, match="sha256"):
+        S.Predictor.load(folder)
+    folder = small_lgb.save(tmp_path / "reference")
+    (folder / "sd_reference.json").write_text((folder / "sd_reference.json").read_text().replace("1", "2", 1))
     with pytest.raises(DataFormatError, match="sha256"):
         S.Predictor.load(folder)
 

@@ -21,6 +21,7 @@ and a flow that needs one calls :meth:`~SearchSpace.require` before it starts, w
 from __future__ import annotations
 
 import math
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,10 @@ class Dimension:
         if self.choices is not None and value not in self.choices:
             raise bad(f"must be one of {list(self.choices)}")
         if self.low is not None and value < self.low or self.high is not None and value > self.high:
+            if self.high is None:
+                raise bad(f"must be >= {self.low}")
+            if self.low is None:
+                raise bad(f"must be <= {self.high}")
             raise bad(f"must lie in [{self.low}, {self.high}]")
         return value
 
@@ -225,9 +230,12 @@ class SearchSpace(ABC):
         take limits (NB101: ``max_vertices``) and declare the ones flows use in ``default_limits``."""
         raise self._lacks("enumerate")
 
-    def sample(self, rng) -> object:
-        """A random architecture of the whole space (numpy Generator ``rng``). Default: uniform
-        over :meth:`enumerate`, listed once per process."""
+    def sample(self, rng, subset: Collection[str] | None = None) -> object:
+        """A random architecture (numpy Generator ``rng``): uniform over ``subset`` (canonical keys,
+        e.g. a table's) when given, else over the whole space. Default for the whole space: uniform
+        over :meth:`enumerate`, listed once per process; spaces too big to list override this."""
+        if subset is not None:
+            return self.decode(sample_key(subset, rng))
         if not self._overrides("enumerate"):
             raise self._lacks("sample")
         archs = _enumerated(self)
@@ -281,13 +289,21 @@ class SearchSpace(ABC):
         raise self._lacks("features")
 
 
-_ENUMERATED: dict[int, list[object]] = {}
+_ENUMERATED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _enumerated(space: SearchSpace) -> list[object]:
-    if id(space) not in _ENUMERATED:
-        _ENUMERATED[id(space)] = list(space.enumerate())
-    return _ENUMERATED[id(space)]
+    if space not in _ENUMERATED:
+        _ENUMERATED[space] = list(space.enumerate())
+    return _ENUMERATED[space]
+
+
+def sample_key(subset: Collection[str], rng) -> str:
+    """A uniformly random key of ``subset`` (sorted first, so a seed gives the same key every run)."""
+    if not subset:
+        raise ValueError("cannot sample from an empty subset")
+    keys = sorted(subset)
+    return keys[int(rng.integers(len(keys)))]
 
 
 @dataclass(frozen=True)

@@ -510,9 +510,11 @@ class NasBench101(SearchSpace):
         """Every valid pruned cell (423,624 for 7 vertices: slow; 2,532 for 5 in seconds)."""
         return enumerate_cells(max_vertices)
 
-    def sample(self, rng) -> Cell:
+    def sample(self, rng, subset: Collection[str] | None = None) -> Cell:
         """A random valid cell of up to 7 vertices (NASLib's rule: random 7-vertex spec, rejected
-        until it is valid, then pruned)."""
+        until it is valid, then pruned); uniform over ``subset`` when given."""
+        if subset is not None:
+            return super().sample(rng, subset)
         pairs = [(i, j) for i in range(MAX_VERTICES) for j in range(i + 1, MAX_VERTICES)]
         while True:
             m = [[0] * MAX_VERTICES for _ in range(MAX_VERTICES)]

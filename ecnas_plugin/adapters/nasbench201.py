@@ -252,7 +252,9 @@ class NasBench201(SearchSpace):
         """All 15,625 cells, in op-product order."""
         return (to_arch_str(ops) for ops in itertools.product(OPS, repeat=len(STRING_EDGES)))
 
-    def sample(self, rng) -> str:
+    def sample(self, rng, subset: Collection[str] | None = None) -> str:
+        if subset is not None:
+            return super().sample(rng, subset)
         return to_arch_str([OPS[int(k)] for k in rng.integers(len(OPS), size=len(STRING_EDGES))])
 
     def neighbours(self, arch: object, subset: Collection[str] | None = None) -> list[str]:

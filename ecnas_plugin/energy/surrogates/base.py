@@ -10,17 +10,19 @@ The σ (``calibration["method"] == "log-distance"``, :meth:`Surrogate.fit_sd`): 
 multiplicative (energy = time × power, both off by a few percent), so the σ is relative to the
 prediction, and it grows with the distance from the training cells:
 
-    sd = mean × scale × sqrt(a + b·D(x)² + spread(x)²)
+    sd = mean × scale × sqrt(a + b·D(x)² + J(x)²)
 
-``spread`` is the members' sd of log energy; ``D`` the mean Euclidean distance to the
-``sd_neighbours`` nearest training cells in standardised features (a feature (nearly) constant in
-training is measured in units of ``sd_floor`` of its magnitude: a value the model never saw varied
-is far). ``a`` and ``b`` are fitted by maximum likelihood (normal log residuals) to residuals of two
-kinds of cells the model did not see: the out-of-fold cells (near the training data) and
-extrapolation folds, each holding out one tail (``sd_tail_fraction``) of one of the first
-``sd_tail_components`` principal components of the standardised features, so the model is
-scored beyond the range it was trained on. ``scale`` then makes ±2σ hold ``sd_coverage`` of
-those residuals (they are heavier-tailed than normal: ±1σ then holds more than 68%).
+``J`` is the delete-a-fold jackknife sd of the log ensemble mean (sqrt(K - 1) × the members' sd:
+members trained on different folds disagree off the training data); ``D`` the mean Euclidean
+distance to the ``sd_neighbours`` nearest training cells in standardised features (a feature
+(nearly) constant in training is measured in units of ``sd_floor`` of its magnitude: a value the
+model never saw varied is far). ``a`` and ``b`` are fitted by maximum likelihood (normal log
+residuals, J² as a known part of the variance) to residuals of cells the model did not see: the
+out-of-fold cells (near the training data) and extrapolation folds, each holding out one tail
+(``sd_tail_fraction``) of one of the first ``sd_tail_components`` principal components of the
+standardised features, or of the energy itself (``sd_target_tails``: beyond the largest and below
+the smallest energies trained on). ``scale`` then makes ±2σ hold ``sd_coverage`` of those
+residuals (they are heavier-tailed than normal: ±1σ then holds more than 68%).
 Extrapolation-fold members are used for the calibration only; the stored members are the K-fold
 ones, so the σ method does not move a mean prediction. Models saved before (a constant
 ``noise_var_wh2``) still load and predict as they did.
