@@ -56,3 +56,31 @@ def test_shipped_measurement_is_a_valid_contribution(tmp_path, monkeypatch):
     report = contribute(data, dry_run=True)
     assert report.accepted, report.text()
     assert not any(tmp_path.rglob("*.parquet"))  # dry run
+
+
+def test_studies_run_on_the_plugins_nb201_table_and_on_a_contributed_one(installed, tmp_path, monkeypatch):
+    """NAS-Bench-201 in built-in search and studies: the plugin's own table, and the same data
+    contributed into the user's `user-nasbench201`."""
+    from ecnas_plugin.registry import reset_registry
+    from ecnas_plugin.study import parse_study, run_study, write_report
+    from ecnas_plugin.study.runner import load_runs
+
+    monkeypatch.setenv("ECNAS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.syspath_prepend(str(installed))
+    monkeypatch.setattr(reg, "_REGISTRY", reg.Registry(allowed="example_tables"))
+    data = EXAMPLE / "src" / "ecnas_example_tables" / "data" / "nb201-flowers17-cpu"
+    assert contribute(data).accepted  # joins the running registry as user-nasbench201
+    try:
+        study = parse_study({"name": "nb201", "spaces": [TABLE, "user-nasbench201"],
+                             "optimizers": ["random", "evolution", "sms-emoa"], "objectives": ["accuracy"],
+                             "budgets": [{"evaluations": 20}], "seeds": 2})
+        out = run_study(study, out_dir=tmp_path / "study", workers=1, progress=False)
+        _, runs, traces = load_runs(out)
+        assert set(runs["space"]) == {TABLE, "user-nasbench201"} and len(runs) == 12
+        for trace in traces.values():
+            assert len(trace) == 20 and trace["arch_key"].is_unique
+            assert trace["config"].str.startswith("|").all()  # NB201's own encoding, the arch string
+            assert (trace["source"] == "estimated").all()  # the label travels into every trace row
+        assert "ESTIMATED energies" in write_report(out).read_text()
+    finally:
+        reset_registry()
