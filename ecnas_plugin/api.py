@@ -26,8 +26,8 @@ def get_space(name: str) -> SearchSpace:
 
 
 def table_dir(name: str) -> Path:
-    """Where the cached table ``name`` lives in the user cache."""
-    return datasets.cache_dir() / "tables" / name
+    """Where the cached table ``name`` lives in the user cache (a plain name: never a path outside it)."""
+    return datasets.folder_for(datasets.cache_dir() / "tables", name, "table name")
 
 
 def load_table(name: str, *, mirror: Path | None = None, download: bool = True,

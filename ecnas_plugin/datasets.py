@@ -133,6 +133,22 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("ecnas-plugin"))
 
 
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def folder_for(root: Path, name: object, what: str) -> Path:
+    """``root / name`` for a plain ``name`` (letters, digits, '.', '_', '-'; not starting with '.';
+    no path) whose folder lies directly under ``root``; anything else is refused naming it, so no
+    name from a user, a manifest or a plugin reaches a path outside its root."""
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or name.endswith((".old", ".lock")):
+        raise SchemaError(f"{what} {name!r} must be a plain name (letters, digits, '.', '_', '-'; no path, "
+                          "not starting with '.')", column="name")
+    folder = Path(root) / name
+    if folder.resolve().parent != Path(root).resolve():
+        raise SchemaError(f"{what} {name!r}: {folder} is not directly under {root}", column="name")
+    return folder
+
+
 def data_cache_dir() -> Path:
     """Where downloaded data files live: ``cache_dir()/data``."""
     return cache_dir() / "data"

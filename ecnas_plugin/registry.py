@@ -118,6 +118,8 @@ class Registry:
             info.loaded = True
 
     def _collect(self) -> None:
+        from .datasets import PLAIN_NAME
+
         by_label = {p.label: p for p in self.plugins}
         for hook_name, (kind, check, type_name) in _kinds().items():
             found = self.items.setdefault(kind, {})
@@ -140,6 +142,11 @@ class Registry:
                         info.errors.append(f"{hook_name} returned {item!r}, not a {type_name}")
                         continue
                     name = item.name  # type: ignore[attr-defined]
+                    if kind in ("spaces", "tables") and not (isinstance(name, str) and PLAIN_NAME.fullmatch(name)):
+                        # these names become folders (cache/tables/<name>, user-<space>): never a path
+                        info.errors.append(f"registers {kind[:-1]} {name!r}: a name must be plain (letters, "
+                                           "digits, '.', '_', '-'; no path); this one is ignored")
+                        continue
                     owner = self._owner.get((kind, name))
                     if owner is not None:
                         info.errors.append(f"registers {kind[:-1]} {name!r}, already registered by {owner.label}; "

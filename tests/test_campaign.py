@@ -426,6 +426,15 @@ def test_failed_measurements_are_reported_not_journaled(tmp_path, shared_data):
 
 
 # ---------------------------------------------------------------------- command-line errors
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", ""])
+def test_a_campaign_name_is_a_plain_name_never_a_path(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ECNAS_CACHE_DIR", str(tmp_path / "cache"))
+    rc = cli_main(["measure", "nasbench201", "--name", name, "--epochs", "1", "--cells", CELLS[0]])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "argument --name: must be a plain name" in err and err.count("\n") == 0, err
+    assert list(tmp_path.iterdir()) == []  # nothing written, inside the cache or beside it
+
+
 def test_a_meter_that_cannot_work_here_is_refused_before_the_campaign_starts(tmp_path, capsys):
     from ecnas_plugin.energy.meters import NvmlMeter
 

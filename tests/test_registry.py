@@ -61,6 +61,15 @@ PLUGINS = {
         def ecnas_tables():
             raise SystemExit(3)
     '''),
+    "path_names": textwrap.dedent('''
+        from ecnas_plugin.hookspecs import hookimpl
+        from ecnas_plugin.table import TableSpec
+
+        @hookimpl
+        def ecnas_tables():
+            return [TableSpec(name="../../outside", space="nasbench101", description="", data_files=(),
+                              build=lambda paths: None)]
+    '''),
     "duplicate": textwrap.dedent('''
         from ecnas_plugin.hookspecs import hookimpl
         from ecnas_plugin.adapters.nasbench101 import NasBench101
@@ -125,6 +134,8 @@ def test_third_party_plugins_good_and_bad(site):
     assert "ecnas_tables raised RuntimeError: boom from a plugin" in plugins["raises"].errors[0]
     assert "SystemExit: a plugin that ends the process" in plugins["exits_at_import"].errors[0]
     assert "ecnas_tables raised SystemExit: 3" in plugins["exits_in_hook"].errors[0]
+    assert "registers table '../../outside': a name must be plain" in plugins["path_names"].errors[0]
+    assert "../../outside" not in registry.items["tables"]
     assert "already registered by ecnas-plugin:nasbench101" in plugins["duplicate"].errors[0]
     assert "unknown hook(s) ['ecnas_tabels']" in plugins["typo"].errors[0]
     assert "not a DataFile" in plugins["wrong_type"].errors[0]
@@ -133,7 +144,7 @@ def test_third_party_plugins_good_and_bad(site):
     assert registry.owner("spaces", "nasbench101").builtin
     assert {"ecnas-4v", "ecnas-5v", "toy-table"} <= set(registry.items["tables"])
     assert {p.entry_point for p in registry.failures} == {"broken_import", "raises", "duplicate", "typo", "wrong_type",
-                                                          "exits_at_import", "exits_in_hook"}
+                                                          "exits_at_import", "exits_in_hook", "path_names"}
 
 
 def test_environment_variable_restricts_third_party_plugins(site, monkeypatch):
@@ -164,7 +175,7 @@ def test_ecnas_plugins_command_reports_problems(site):
     assert "tables: toy-table" in out.stdout
     assert "ecnas-test-broken-import:broken_import" in out.stdout and "FAILED" in out.stdout
     assert "tables: ecnas-4v, ecnas-4v-linscale, ecnas-5v, ecnas-7v" in out.stdout
-    assert "7 plugin(s) had problems" in out.stderr
+    assert "8 plugin(s) had problems" in out.stderr
 
 
 def test_the_registry_depends_on_contracts_only():

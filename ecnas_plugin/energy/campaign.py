@@ -106,8 +106,12 @@ class CampaignSpec:
         space = measurable_space(getattr(self.space, "name", self.space))  # always the registry's space
         if self.dataset not in DATASETS:
             raise UnknownName("campaign dataset", self.dataset, DATASETS)
-        if not isinstance(self.name, str) or not self.name.strip() or "\n" in self.name:
-            raise ConfigError("name", f"must be one non-empty line, got {self.name!r}", "campaign")
+        from ecnas_plugin.datasets import PLAIN_NAME
+
+        if not isinstance(self.name, str) or not PLAIN_NAME.fullmatch(self.name):
+            # the name is the campaign column and, by default, the campaign's folder in the cache
+            raise ConfigError("name", f"must be a plain name (letters, digits, '.', '_', '-'; no path), "
+                                      f"got {self.name!r}", "campaign")
         for what in ("epochs", "repeats", "batch_size", "synthetic_samples"):
             value = getattr(self, what)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -104,7 +104,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         raise ArgumentError(f"argument {option}: {exc}") from None
     except InvalidArchitecture as exc:
         raise ArgumentError(f"argument --cells/--cells-file: {exc}") from None
-    out = args.out or datasets.cache_dir() / "campaigns" / args.name
+    out = args.out or datasets.folder_for(datasets.cache_dir() / "campaigns", spec.name, "campaign name")
     if args.executor == "local":  # on a cluster the workers' meters count, not the driver's
         from ecnas_plugin.errors import MeterError
 
