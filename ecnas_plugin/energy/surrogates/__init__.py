@@ -6,6 +6,7 @@ Python API::
     p = S.fit(load_table("ecnas-5v").frame, "additive")   # a Predictor for (nasbench101, ecnas-5v, 4 epochs, ...)
     S.evaluate(p, held_out_frame)                         # τ, ρ, R², MAE Wh, ±1σ/±2σ coverage
     S.predict_energy([cell, "e1aeb4..."])                 # shipped default model, source="predicted"
+    S.predicted_table().save(folder)                      # all 423,624 NB101 cells, predicted (~20 s)
     p.save(folder); S.Predictor.load(folder)
 
 Any space with the ``features`` capability works the same way (the table's ``space`` column picks
@@ -36,9 +37,12 @@ _EXPORTS = {
     "evaluate": "evaluation", "learning_curve": "evaluation", "metrics": "evaluation",
     "plot_learning_curve": "evaluation",
     "EpochScaling": "scaling", "scaling_errors": "scaling",
+    "ALL_NB101_CELLS": "nb101_all", "module_hashes": "nb101_all", "space_cells": "nb101_all",
+    "predicted_table": "nb101_all",
 }
 _ALIASES = {"predict": ("predictor", "predict_energy")}
-_SUBMODULES = ("base", "cli", "evaluation", "features", "models", "predictor", "scaling", "train_default")
+_SUBMODULES = ("base", "cli", "evaluation", "features", "models", "nb101_all", "predictor", "scaling",
+               "train_default")
 
 __all__ = sorted([*_EXPORTS, *_ALIASES])
 

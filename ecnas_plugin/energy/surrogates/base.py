@@ -125,7 +125,7 @@ class Surrogate(ABC):
         self.reference = {"center": center, "scale": scale, "points": points}
         k = self._neighbours(len(points))
         spread = self._log_spread(X)
-        resid, dist, offset, kinds = [np.log(y / np.maximum(oof, 1e-9))], [], [spread**2], ["out-of-fold"]
+        resid, dist, offset = [np.log(y / np.maximum(oof, 1e-9))], [], [spread**2]
         d = np.empty(len(y))
         for f in range(self.folds):
             d[fold == f] = _knn_distance(points[fold != f], points[fold == f], k)

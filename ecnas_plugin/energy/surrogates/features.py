@@ -363,7 +363,8 @@ class CellIndex:
             raise UnknownName("NAS-Bench-101 module hash", key, (),
                               context=f"among the {len(self)} cells this index knows (every cell of <=5 "
                                       "vertices and the 7-vertex cells of 7v_data.pt); pass the cell itself "
-                                      f"(matrix, ops) instead{self.missing}") from None
+                                      "(matrix, ops) instead (every cell's hash with its ADJ:OPS: `ecnas "
+                                      f"surrogate predict --all-nb101 --out DIR`){self.missing}") from None
 
     def batch(self, keys: Sequence[str]) -> CellBatch:
         return CellBatch.from_cells(self.cell(k) for k in keys)

@@ -12,13 +12,20 @@ right for a few thousand cells and minutes for the whole space. Here both are ar
   A cell of the representative graph is kept when its op string is the smallest in its orbit under
   those automorphisms. So each cell is the one the codec's enumeration keeps (the first it meets),
   and nothing is generated only to be thrown away as an isomorphic duplicate.
-* **Module hash** (:func:`module_hashes`). NB101's fingerprint is n rounds of per-vertex MD5s
-  over the sorted hashes of a vertex's predecessors and successors, then an MD5 of the sorted vertex
-  hashes. Vertex hashes are held as ranks in a sorted table of the round's distinct digests (rank
-  order is hex order, so sorting ranks sorts the hex strings, as the codec does); each round hashes
-  only the distinct (own, predecessors, successors) keys, built as byte arrays, with hashlib.
-  Isomorphic duplicates (any batch) share every key and cost nothing extra. The result is the
-  codec's ``module_hash`` byte for byte (checked in tests/test_surrogates_all.py).
+* **Module hash** (:func:`module_hashes`, kernel in ``_wlhash.py``). NB101's fingerprint is n
+  rounds of per-vertex MD5s over the sorted hashes of a vertex's predecessors and successors, then
+  an MD5 of the sorted vertex hashes: about 40 MD5s per 7-vertex cell, 16M for the space, which
+  no array trick avoids (each is of the previous round's). So the kernel keeps everything else in
+  arrays: hex strings as uint8 rows, messages built per (in degree, out degree) group, the first
+  two rounds (few distinct keys) hashing each distinct key once. Isomorphic duplicates in a batch
+  cost nothing extra there. The MD5s are spread over worker processes (``python -m`` subprocesses
+  exchanging .npy arrays; no pickle, no re-import of the caller's ``__main__``). The result is the
+  codec's ``module_hash`` byte for byte (tests/test_surrogates_all.py).
+* **Predicted table** (:func:`predicted_table`, ``ecnas surrogate predict --all-nb101 --out DIR``):
+  every cell with ``source="predicted"``, the σ, its module hash and ``ADJ:OPS`` (6-7-vertex
+  hashes cannot be decoded), params and FLOPs; the hashes are computed in workers while this
+  process featurises and predicts. About 20 s and 20 MB, against EC-NAS's 614 MB precomputed file
+  (benchmarks/bench_surrogate.py).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ ALL_NB101_CELLS = 423_624  # NAS-Bench-101's count of unique cells (module hashe
 # The codec's hash labels: input -1, output -2, interior ops their index in nasbench101.OPS.
 _LABEL_OF_CODE = np.full(max(nb101.SEVEN_V_OPS) + 1, -9, np.int64)
 for _code, _op in nb101.SEVEN_V_OPS.items():
-    _LABEL_OF_CODE[_code] = {nb101.INPUT: -1, nb101.OUTPUT: -2}.get(_op, nb101.OPS.index(_op) if _op in nb101.OPS else -9)
+    _LABEL_OF_CODE[_code] = -1 if _op == nb101.INPUT else -2 if _op == nb101.OUTPUT else nb101.OPS.index(_op)
 # CellBatch op code of each interior op index of nasbench101.OPS (the product order of the enumeration)
 _CODE_OF_OP = np.array([F.OP_CODES[op] for op in nb101.OPS], np.int8)
 
