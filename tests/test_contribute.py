@@ -239,6 +239,19 @@ def test_every_key_goes_through_the_space_codec(measured, cache, tmp_path):
     assert sorted(set(stored["arch_key"])) == sorted(CELLS)  # stored in canonical form
 
 
+def test_checkpoint_rows_of_no_contributed_run_are_refused_by_row(measured, cache, tmp_path):
+    table = EnergyTable.load(measured / "table")
+    extra = table.checkpoints.iloc[[0]].assign(repeat=99)  # a curve of a run the file does not hold
+    checkpoints = pd.concat([table.checkpoints, extra], ignore_index=True)
+    orphaned = EnergyTable(table.frame, replace(table.manifest, checksum="", checkpoints_checksum=""), checkpoints)
+    orphaned.save(tmp_path / "orphaned")
+    report = contribute(tmp_path / "orphaned")
+    assert not report.accepted
+    problem = next(p for p in report.problems if "is no row of the table" in p.message)
+    assert f"checkpoints row {len(checkpoints) - 1}" in problem.message and "'repeat': 99" in problem.message
+    assert not (cache / "tables" / "user-nasbench201").exists()
+
+
 def test_space_must_be_registered_and_target_a_plain_user_table(measured, cache, tmp_path):
     before = snapshot(tmp_path)
     for space in ("../../outside", "nasbench999"):

@@ -86,8 +86,8 @@ def test_graph_types_and_targets_come_from_the_registered_spaces(nb201):
 @pytest.mark.parametrize("energy, says", [
     ({"table": "no-such-table"}, "no-such-table"),
     ({"table": "ecnas-4v"}, "holds space 'nasbench101'"),
-    ({"table": NB201_TABLE}, "not every cell of NASLib's 'nasbench201' space"),
-    (True, "not every cell of NASLib's 'nasbench201' space"),  # the default: the only NB201 table
+    ({"table": NB201_TABLE}, "not all 15,625 of NASLib's 'nasbench201' space"),
+    (True, "not all 15,625 of NASLib's 'nasbench201' space"),  # the default: the only NB201 table
     ({"table": NB201_TABLE, "epochs": 200}, "200"),
 ])
 def test_a_bad_nb201_energy_table_is_a_named_config_error(nb201, shared_data, energy, says):
@@ -247,7 +247,7 @@ def _unavailable(monkeypatch, name: str) -> None:
 
 @pytest.mark.parametrize("search_space, energy, key, says", [
     ("nasbench101", {"table": "nope"}, "energy.table", "unknown table 'nope'"),
-    ("nasbench101", {"table": "ecnas-4v"}, "energy.table", "not every cell of NASLib's 'nasbench101'"),
+    ("nasbench101", {"table": "ecnas-4v"}, "energy.table", "not all 423,624 of NASLib's 'nasbench101'"),
     ("nasbench201", {"table": "ecnas-5v"}, "energy.table", "holds space 'nasbench101'"),
     ("nasbench101", {"table": "gone-nb101"}, "energy.table", "not in the mirror"),
     ("ecnas-5v", {"table": "ecnas-4v"}, "energy.table", "lacks 2441 of the 2532 cells"),

@@ -115,3 +115,27 @@ def test_nb101_neighbours_and_mutation_stay_valid_and_inside_the_subset():
     assert free.num_vertices <= 7 and space.canonical_key(free) == module_hash(free)
     with pytest.raises(InvalidArchitecture, match="not-decodable"):
         space.decode("0" * 32)
+
+
+def test_a_tables_architectures_come_from_its_arch_text_where_a_key_cannot_be_decoded():
+    """NB101 hashes of 6-7-vertex cells cannot be inverted: tables carry the buildable text."""
+    import pandas as pd
+
+    space = NasBench101()
+    seven = "0100000001000000010000000100000001000000010000000:input,conv3x3,conv1x1,maxpool,conv3x3,conv1x1,output"
+    cell = space.arch(seven)
+    key = module_hash(cell)
+    small = sorted(cells_by_hash(4))[0]
+    frame = pd.DataFrame({"arch_key": [key, small], "arch_text": [seven, None]})
+    archs = space.archs_of(frame)
+    assert archs[key] == cell and module_hash(archs[small]) == small  # text, else decoded
+    with pytest.raises(InvalidArchitecture, match="not-decodable"):
+        space.archs_of(frame.drop(columns="arch_text"))
+    with pytest.raises(InvalidArchitecture, match="key-mismatch"):
+        space.archs_of(pd.DataFrame({"arch_key": [small], "arch_text": [seven]}))
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 2.5, "3", True])
+def test_integer_dimensions_refuse_what_is_no_integer_by_name(value):
+    with pytest.raises(InvalidConfiguration, match="fidelity 'epochs'.*must be an integer"):
+        EPOCHS.check(value)

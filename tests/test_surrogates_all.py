@@ -1,6 +1,6 @@
 """The whole NAS-Bench-101 space as arrays (energy/surrogates/nb101_all.py): vectorised module hashes
 against the codec, the enumeration against the codec's and NAS-Bench-101's count, the predicted
-table of all 423,624 cells, and `ecnas surrogate predict` (--all-nb101 and its bad arguments)."""
+table of all 423,624 cells, and `ecnas surrogate predict` (--all and its bad arguments)."""
 
 from __future__ import annotations
 
@@ -138,9 +138,9 @@ def test_whole_space_predictions_are_the_per_cell_paths(whole, shared_data):
     assert (frame["train_energy_sd_kwh"] > 0).all()
 
 
-def test_cli_all_nb101_writes_a_loadable_table(whole, tmp_path, capsys):
+def test_cli_all_writes_a_loadable_table(whole, tmp_path, capsys):
     out = tmp_path / "all"
-    assert cli.main(["surrogate", "predict", "--all-nb101", "--out", str(out)]) == 0
+    assert cli.main(["surrogate", "predict", "--all", "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["rows"] == 423_624 and summary["sources"] == {"predicted": 423_624}
     loaded = EnergyTable.load(out)
@@ -148,7 +148,7 @@ def test_cli_all_nb101_writes_a_loadable_table(whole, tmp_path, capsys):
     np.testing.assert_array_equal(loaded.frame["train_energy_sd_kwh"], whole.frame["train_energy_sd_kwh"])
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "table.parquet"]  # no pickle
     # an existing table folder is replaced; a folder that is not a table is refused
-    assert cli.main(["surrogate", "predict", "--all-nb101", "--out", str(out), "--name", "again"]) == 0
+    assert cli.main(["surrogate", "predict", "--all", "--out", str(out), "--name", "again"]) == 0
     assert EnergyTable.load(out).name == "again"
 
 
@@ -160,8 +160,8 @@ def test_cli_all_nb101_writes_a_loadable_table(whole, tmp_path, capsys):
     (["--input", "/nonexistent/cells.txt"], "--input"),
     (["--arch", "0100:input,output", "--out", "x"], "--out"),
     (["--arch", "0100:input,output", "--workers", "2"], "--workers"),
-    (["--all-nb101"], "--out"),
-    (["--all-nb101", "--arch", "0100:input,output", "--out", "x"], "--all-nb101"),
+    (["--all"], "--out"),
+    (["--all", "--arch", "0100:input,output", "--out", "x"], "--all"),
     (["--model-dir", "/nonexistent/model", "--arch", "0100:input,output"], "--model-dir"),
 ])
 def test_predict_bad_argument_is_one_line_naming_it(argv, option, capsys, tmp_path, shared_data):
@@ -174,7 +174,7 @@ def test_predict_bad_argument_is_one_line_naming_it(argv, option, capsys, tmp_pa
 
 def test_predict_refuses_a_folder_that_is_not_a_table(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
-    assert cli.main(["surrogate", "predict", "--all-nb101", "--out", str(tmp_path)]) == 2
+    assert cli.main(["surrogate", "predict", "--all", "--out", str(tmp_path)]) == 2
     assert "--out" in capsys.readouterr().err and (tmp_path / "notes.txt").read_text() == "mine"
 
 

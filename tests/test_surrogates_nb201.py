@@ -214,3 +214,22 @@ def test_example_table_held_out_cells_are_ranked():
             predicted[fold == k] = model.predict_keys(list(keys[fold == k]))[0]
         taus.append(kendalltau(truth.to_numpy(), predicted)[0])
     assert np.mean(taus) > 0.2, taus
+
+
+def test_the_whole_nb201_space_as_a_predicted_table_through_the_generic_path(tmp_path, capsys):
+    """`ecnas surrogate predict --all` for a space without a fast path: its enumeration, every row
+    labelled predicted with σ and its arch string."""
+    from ecnas_plugin import cli
+    from ecnas_plugin.energy.surrogates import fit
+    from ecnas_plugin.table import EnergyTable
+
+    table = EnergyTable.load(EXAMPLE_TABLE)
+    fit(table.frame, "lightgbm", source_table="example").save(tmp_path / "model")
+    assert cli.main(["surrogate", "predict", "--model-dir", str(tmp_path / "model"), "--all",
+                     "--out", str(tmp_path / "all")]) == 0
+    whole = EnergyTable.load(tmp_path / "all")
+    assert len(whole) == 15_625 and whole.frame["arch_key"].is_unique
+    assert (whole.frame["source"] == "predicted").all() and (whole.frame["train_energy_sd_kwh"] > 0).all()
+    assert (whole.frame["arch_key"] == whole.frame["arch_text"]).all()  # NB201's key is its text
+    assert (whole.frame["energy_method"] == "estimated").all()  # it learnt estimates, and says so
+    assert "PREDICTED" in whole.manifest.description and "estimated cells" in whole.manifest.description

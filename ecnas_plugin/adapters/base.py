@@ -71,7 +71,8 @@ class Dimension:
             return InvalidConfiguration(f"{where}{self.role} {self.name!r}", value, detail)
 
         if self.kind == "integer":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                    or value != int(value)):
                 raise bad("must be an integer")
             value = int(value)
         elif self.kind == "float":
@@ -119,6 +120,9 @@ class SearchSpace(ABC):
     network_defaults: Mapping[str, int] = {}
     # The NASLib space this one maps onto (a NaslibMapping), or None.
     naslib: NaslibMapping | None = None
+    # How many configurations the whole space has, where known (NB101 423,624; NB201 15,625): lets a
+    # flow tell that a table cannot cover the space without enumerating it.
+    size: int | None = None
     # With ``enumerate``: the limits a flow applies when it enumerates without any given (stratified
     # measurement samples), so a space too big to list whole still samples in seconds.
     default_limits: Mapping[str, int] = {}
@@ -144,6 +148,24 @@ class SearchSpace(ABC):
         """The architecture a canonical key names. Default: the key parsed back; spaces whose keys
         are fingerprints (NB101's module hash) override this or say that they cannot."""
         return self.parse_arch(key)
+
+    def archs_of(self, frame) -> dict[str, object]:
+        """Canonical key → architecture for every configuration of a table frame: from its
+        ``arch_text`` column where the table carries one (needed where a key cannot be decoded,
+        e.g. NB101 cells of 6-7 vertices), else :meth:`decode`. Raises InvalidArchitecture
+        naming the key that can be neither."""
+        texts = {}
+        if "arch_text" in frame.columns:
+            texts = dict(zip(frame["arch_key"], frame["arch_text"]))
+        out = {}
+        for key in sorted(set(frame["arch_key"])):
+            text = texts.get(key)
+            arch = self.arch(text) if isinstance(text, str) else self.decode(key)
+            if self.canonical_key(arch) != key:
+                raise InvalidArchitecture("key-mismatch", f"arch_text {text!r} is another configuration "
+                                                          f"({self.canonical_key(arch)})", key)
+            out[key] = arch
+        return out
 
     def arch(self, value: object) -> object:
         """``value`` (text or any accepted form) as an architecture, validated."""

@@ -451,6 +451,7 @@ class NasBench101(SearchSpace):
     name = "nasbench101"
     key_description = "module hash: NAS-Bench-101 graph fingerprint of the pruned cell"
     network_defaults = {"stem_channels": 128, "num_stacks": 3, "cells_per_stack": 3}
+    size = 423_624  # valid pruned cells of at most 7 vertices, one per module hash
     default_limits = {"max_vertices": 5}  # all 423,624 7-vertex cells take minutes to list; 2,532 take seconds
     naslib = NaslibMapping("nasbench101", "nasbench101", _naslib_key, _naslib_spec, preferred_table="ecnas-7v")
 
@@ -536,6 +537,8 @@ class NasBench101(SearchSpace):
             known = cells_by_hash(DECODABLE_VERTICES)
             largest = max((known[k].num_vertices if k in known else MAX_VERTICES for k in subset), default=2)
             sizes = _SUBSET_SIZES[id(subset)] = (subset, largest)
+            while len(_SUBSET_SIZES) > 16:  # a few tables at a time: keep the cache (and its refs) bounded
+                del _SUBSET_SIZES[next(iter(_SUBSET_SIZES))]
         return max(sizes[1], cell.num_vertices)
 
     def mutate(self, arch: object, rng, subset: Collection[str] | None = None, tries: int = 500) -> Cell:

@@ -209,6 +209,7 @@ class NasBench201(SearchSpace):
     name = "nasbench201"
     key_description = "architecture string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
     network_defaults = {"C": 16, "N": 5}
+    size = NUM_ARCHS
     naslib = NaslibMapping("nasbench201", "nasbench201", _naslib_key)
 
     def canonical_key(self, arch: object) -> str:

@@ -141,6 +141,9 @@ class CampaignSpec:
         unknown = sorted(set(self.network) - set(defaults))
         if unknown:
             raise UnknownName(f"{self.space} network setting", unknown[0], defaults)
+        for setting, value in self.network.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError("network", f"{setting} must be an integer >= 1, got {value!r}", "campaign")
         archs, keys, seen = [], {}, set()
         for given in self.archs:
             arch = space.arch(given)
@@ -515,7 +518,8 @@ def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
                **{f"{c}_energy_kwh": so_far[f"{c}_energy_kwh"] for c in components},
                **{f"{c}_power_w": joules[c] / seconds for c in ("gpu", "cpu") if c in joules and seconds > 0},
                "train_acc": last["train_acc"], "val_acc": last["val_acc"], "test_acc": last["test_acc"],
-               "params": rec["params"], "flops": float(rec["flops"])}
+               "params": rec["params"], "flops": float(rec["flops"]),
+               "arch_text": rec["arch"]}  # the buildable form: a fingerprint key may not decode
         if with_co2:
             row["co2eq_g"] = so_far["co2eq_g"]
         row["energy_method"] = weakest_method(methods.values())

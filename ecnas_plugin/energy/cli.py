@@ -68,13 +68,8 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     except (UnknownName, MissingCapability) as exc:
         raise ArgumentError(f"argument space: {exc}") from None
     limits = _pairs(args.limit, "--limit")
-    if args.max_vertices is not None:
-        if limits.get("max_vertices", args.max_vertices) != args.max_vertices:
-            raise ArgumentError(f"argument --max-vertices: {args.max_vertices} disagrees with "
-                                f"--limit max_vertices={limits['max_vertices']}")
-        limits["max_vertices"] = args.max_vertices
     if limits and not args.sample:
-        raise ArgumentError("argument --limit/--max-vertices: limits only apply to --sample")
+        raise ArgumentError("argument --limit: limits only apply to --sample")
     archs: list[str] = list(args.cells or [])
     if args.cells_file:
         archs += _cells_file(args.cells_file)
@@ -169,8 +164,6 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=_name_int(), action="append", metavar="NAME=INT",
                    help="a limit of the space's enumeration for --sample (repeatable), e.g. max_vertices=7 "
                         "for nasbench101 (default: the space's own default limits; NB101: max_vertices=5)")
-    p.add_argument("--max-vertices", type=_int_at_least(1), metavar="N",
-                   help="shorthand for --limit max_vertices=N")
     p.add_argument("--epochs", type=_int_at_least(1), required=True)
     p.add_argument("--dataset", choices=DATASETS, default="flowers17",
                    help="flowers17: real accuracy; cifar10-synthetic: energy only at CIFAR-10 scale")

@@ -316,6 +316,19 @@ def canonical_keys(frame: pd.DataFrame, space, what: str = "") -> tuple[pd.DataF
     return frame.assign(arch_key=keys), problems
 
 
+def orphan_checkpoints(checkpoints: pd.DataFrame, frame: pd.DataFrame) -> list[Problem]:
+    """A Problem for every checkpoint row whose run (its table key) is not a row of ``frame``: a
+    learning curve of nothing the file contributes."""
+    from ecnas_plugin.table import LOOKUP_KEY
+
+    if not set(LOOKUP_KEY) <= set(checkpoints.columns) or not set(LOOKUP_KEY) <= set(frame.columns):
+        return []  # missing key columns are reported by the schema checks
+    runs = set(zip(*(frame[c].tolist() for c in LOOKUP_KEY)))
+    return [Problem(None, "arch_key", f"checkpoints row {i}: its run {dict(zip(LOOKUP_KEY, key))} is no row of "
+                                      "the table (a checkpoint belongs to a contributed run)")
+            for i, key in enumerate(zip(*(checkpoints[c].tolist() for c in LOOKUP_KEY))) if key not in runs]
+
+
 def user_table_dir(name: str) -> Path:
     """The folder of user table ``name``; refuses (EcnasError) anything but a plain ``user-...``
     name that lands directly in the cache's tables folder."""
@@ -358,7 +371,7 @@ def contribute(path: Path | str, *, into: str | None = None, manifest: Path | st
     frame, key_problems = canonical_keys(frame, space)
     if checkpoints is not None:
         checkpoints, more = canonical_keys(checkpoints, space, what="checkpoints ")
-        key_problems += more
+        key_problems += more + orphan_checkpoints(checkpoints, frame)
     with _locked(folder):
         restore_interrupted_save(folder)  # a crashed earlier merge must not look like "no table yet"
         try:

@@ -215,6 +215,12 @@ def _check_covers(source: object, tgt: Target, served: object | None, name: str)
                                               "table that covers it, or energy.missing: predict")
         return
     space = tgt.space
+    if space.size is not None and len(have) < space.size:  # cannot cover it: no need to list the space
+        raise ConfigError("energy.table", f"table {name!r} holds {len(have)} cells of {space.name!r} {where}, "
+                          f"not all {space.size:,} of NASLib's {tgt.naslib_space!r} space, and the search can reach "
+                          f"any of them; a search there would stop at the first cell it lacks. Use a table that "
+                          f"covers the space, energy.missing: predict, or search the cells of an NB101 table with "
+                          f"accuracies, named as search_space (registered: {', '.join(servable_tables()) or 'none'})")
     if not space.supports("enumerate"):
         return  # cannot tell here: a missing cell is refused when the search reaches it
     for arch in space.enumerate():

@@ -282,23 +282,26 @@ def _table(name: str, table: object | None) -> object:
 def load_subspace(name: str, table: object | None = None) -> Subspace:
     """The cells of NB101 table ``name`` (any registered one, e.g. ``ecnas-4v``, ``ecnas-5v``) as a subspace."""
     table = _table(name, table)
-    return _cached_subspace(name, table.space, frozenset(table.values("arch_key")))  # type: ignore[attr-defined]
+    return _cached_subspace(name, table)  # type: ignore[arg-type]
 
 
-@lru_cache(maxsize=8)
-def _cached_subspace(name: str, space_name: str, keys: frozenset[str]) -> Subspace:
+_SUBSPACES: dict[tuple[str, str], Subspace] = {}
+
+
+def _cached_subspace(name: str, table) -> Subspace:
+    """The table's cells as a Subspace, built once per (table name, table checksum)."""
     from ecnas_plugin.registry import get_registry
 
-    space = get_registry().space(space_name)
-    cells = {}
-    for key in sorted(keys):
+    cache_key = (name, table.manifest.checksum or str(id(table)))
+    if cache_key not in _SUBSPACES:
+        space = get_registry().space(table.space)
         try:
-            cell = space.decode(key)
+            cells = space.archs_of(table.frame)
         except InvalidArchitecture as exc:
-            raise SchemaError(f"table {name!r} cannot be served as a NASLib search space: cell {key}: {exc}",
+            raise SchemaError(f"table {name!r} cannot be served as a NASLib search space: {exc}",
                               column="arch_key") from None
-        cells[space.canonical_key(cell)] = cell
-    return Subspace(name, cells)
+        _SUBSPACES[cache_key] = Subspace(name, cells)
+    return _SUBSPACES[cache_key]
 
 
 def build_dataset_api(name: str, table: object | None = None, epochs: int | None = None) -> dict:

@@ -48,7 +48,7 @@ class Evaluation(NamedTuple):
     test_acc: float
     train_energy_kwh: float  # energy this training cost: counted in the search energy
     train_time_s: float
-    source: str  # measured | scaled | predicted: where this energy came from
+    source: str  # measured | estimated | scaled | predicted (schema.SOURCES): where this energy came from
     true_val_acc: float  # mean over the table's repeats
     true_test_acc: float
     true_energy_kwh: float
@@ -91,7 +91,7 @@ class TabularSpace:
         available = table.values("epochs")
         if epochs is None:
             epochs = [max(available)]
-        budgets = sorted({int(e) for e in ([epochs] if np.ndim(epochs) == 0 else epochs)})
+        budgets = sorted({space.fidelity(epochs=e)["epochs"] for e in ([epochs] if np.ndim(epochs) == 0 else epochs)})
         for e in budgets:
             if e not in available:
                 raise UnknownName("epoch budget", e, available, context=f"in table {table.name!r}")
@@ -112,7 +112,7 @@ class TabularSpace:
                                       "needs accuracies (an energy-only campaign cannot be searched)", column=column)
         self.keys: tuple[str, ...] = tuple(keys)
         self.key_set = frozenset(keys)
-        self.archs: dict[str, object] = {k: space.decode(k) for k in keys}
+        self.archs: dict[str, object] = space.archs_of(table.frame[table.frame["arch_key"].isin(self.key_set)])
         self.points: tuple[Point, ...] = tuple(Point(k, e) for e in self.budgets for k in keys)
         self._index = {p: i for i, p in enumerate(self.points)}
         self._described: dict[str, str] = {}
@@ -168,7 +168,7 @@ class TabularSpace:
 
     # ------------------------------------------------------------------ moves
     def sample(self, rng: np.random.Generator, exclude: set[Point] | frozenset[Point] = frozenset()) -> Point:
-        """A uniformly random point whose key is not in ``exclude``."""
+        """A uniformly random point not in ``exclude`` (points already evaluated)."""
         if len(exclude) >= len(self.points):
             raise ValueError(f"every one of the {len(self)} points of {self.name} is excluded")
         while True:  # rejection: fast while most points are still free

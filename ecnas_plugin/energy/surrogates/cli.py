@@ -85,17 +85,17 @@ def _fail(option: str, message: object) -> int:
 def predict_command(args: argparse.Namespace) -> int:
     """Predicted energy (source=predicted, with σ) for architectures in any form the model's space
     reads (NB101: hash, ADJ:OPS or JSON; NB201: arch string, op indices or index), or, with
-    ``--all-nb101 --out DIR``, every NB101 cell as a predicted EnergyTable in DIR."""
+    ``--all --out DIR``, every NB101 cell as a predicted EnergyTable in DIR."""
     from ecnas_plugin.errors import EcnasError
 
     for option, value in (("--out", args.out), ("--name", args.name), ("--workers", args.workers)):
-        if value is not None and not args.all_nb101:
-            return _fail(option, "is only for --all-nb101 (single predictions go to stdout)")
-    if args.all_nb101 and (args.arch or args.input):
-        return _fail("--all-nb101", "predicts every cell; it takes no --arch or --input")
-    if args.all_nb101 and args.out is None:
-        return _fail("--out", "is required with --all-nb101: the folder to write the predicted table to")
-    if args.all_nb101 and (args.out.is_file() or (args.out.is_dir() and any(args.out.iterdir())
+        if value is not None and not args.all:
+            return _fail(option, "is only for --all (single predictions go to stdout)")
+    if args.all and (args.arch or args.input):
+        return _fail("--all", "predicts every cell; it takes no --arch or --input")
+    if args.all and args.out is None:
+        return _fail("--out", "is required with --all: the folder to write the predicted table to")
+    if args.all and (args.out.is_file() or (args.out.is_dir() and any(args.out.iterdir())
                                                   and not (args.out / "manifest.json").is_file())):
         return _fail("--out", f"{args.out} exists and is not a table folder (give a new or a table folder)")
     texts: list[tuple[str, str]] = [(f"--arch {t!r}", t) for t in (args.arch or [])]
@@ -105,13 +105,13 @@ def predict_command(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             return _fail("--input", f"cannot read {args.input}: {getattr(exc, 'strerror', None) or exc}")
         texts += [(f"--input {args.input} line {i}", line.strip()) for i, line in enumerate(lines, 1) if line.strip()]
-    if not texts and not args.all_nb101:
-        return _fail("--arch", "no architecture given; pass --arch (repeatable), --input FILE or --all-nb101 --out DIR")
+    if not texts and not args.all:
+        return _fail("--arch", "no architecture given; pass --arch (repeatable), --input FILE or --all --out DIR")
     try:
         predictor = _load(args.model_dir)
     except (EcnasError, ValueError, OSError) as exc:
         return _fail("--model-dir" if args.model_dir else "(shipped model)", exc)
-    if args.all_nb101:
+    if args.all:
         return _predict_all(predictor, args)
     space = predictor.space  # the model's own space (manifest), from the registry
     archs = []
@@ -137,18 +137,18 @@ def predict_command(args: argparse.Namespace) -> int:
 
 
 def _predict_all(predictor, args: argparse.Namespace) -> int:
-    """``--all-nb101``: every NB101 cell, predicted, saved as an EnergyTable in ``args.out``."""
+    """``--all``: every NB101 cell, predicted, saved as an EnergyTable in ``args.out``."""
     import time
 
     from ecnas_plugin.errors import SchemaError
 
-    from .nb101_all import predicted_table
+    from ecnas_plugin.errors import MissingCapability
 
     start = time.perf_counter()
-    try:
-        table = predicted_table(predictor, name=args.name or "", workers=args.workers)
-    except SchemaError as exc:
-        return _fail("--model-dir", exc)
+    try:  # the space's featuriser knows its fastest way to the whole space
+        table = predictor.features.whole_space_table(predictor, name=args.name or "", workers=args.workers)
+    except (SchemaError, MissingCapability) as exc:
+        return _fail("--all" if isinstance(exc, MissingCapability) else "--model-dir", exc)
     folder = table.save(args.out)
     summary = {"saved": str(folder), "name": table.name, "rows": len(table), "sources": table.sources(),
                "campaign": predictor.context.campaign, "epochs": predictor.context.epochs,
@@ -208,11 +208,12 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--input", type=Path, help="file with one architecture per line")
     q.add_argument("--model-dir", type=Path, help="saved model folder (default: the shipped model)")
     q.add_argument("--format", choices=("csv", "json"), default="csv")
-    q.add_argument("--all-nb101", action="store_true",
-                   help="every NAS-Bench-101 cell (423,624) as a predicted table (source=predicted, σ, module "
-                        "hash, ADJ:OPS) written to --out; load it with EnergyTable.load(DIR)")
-    q.add_argument("--out", type=Path, help="with --all-nb101: the table folder to write")
-    q.add_argument("--name", help="with --all-nb101: the table's name (default nb101-predicted-<campaign>)")
+    q.add_argument("--all", action="store_true",
+                   help="every configuration of the model's space as a predicted table (source=predicted, σ, "
+                        "arch_text) written to --out (NB101: all 423,624 cells in about 20 s); load it with "
+                        "EnergyTable.load(DIR)")
+    q.add_argument("--out", type=Path, help="with --all: the table folder to write")
+    q.add_argument("--name", help="with --all: the table's name (default <space>-predicted-<campaign>)")
     q.add_argument("--workers", type=int_at_least(1),
-                   help="with --all-nb101: processes for the module hashes (default: the CPUs, at most 4)")
+                   help="with --all: processes for the module hashes (default: the CPUs, at most 4)")
     q.set_defaults(func=predict_command)

@@ -21,7 +21,7 @@ right for a few thousand cells and minutes for the whole space. Here both are ar
   cost nothing extra there. The MD5s are spread over worker processes (``python -m`` subprocesses
   exchanging .npy arrays; no pickle, no re-import of the caller's ``__main__``). The result is the
   codec's ``module_hash`` byte for byte (tests/test_surrogates_all.py).
-* **Predicted table** (:func:`predicted_table`, ``ecnas surrogate predict --all-nb101 --out DIR``):
+* **Predicted table** (:func:`predicted_table`, ``ecnas surrogate predict --all --out DIR``):
   every cell with ``source="predicted"``, the σ, its module hash and ``ADJ:OPS`` (6-7-vertex
   hashes cannot be decoded), params and FLOPs; the hashes are computed in workers while this
   process featurises and predicts. About 20 s and 20 MB, against EC-NAS's 614 MB precomputed file
@@ -369,11 +369,13 @@ def predicted_table(predictor=None, name: str = "", workers: int | None = None):
         frame["energy_method"] = "estimated"
     model = predictor.model.name
     trained = predictor.training.get("table") or c.campaign
+    learnt = ("ESTIMATED (a power model, not measured)" if predictor.training.get("energy_source") == "estimated"
+              else "measured")
     manifest = Manifest(
         name=name or f"nb101-predicted-{c.campaign}",
         space=c.space,
         description=(f"every NAS-Bench-101 cell ({len(frame):,}): training energy PREDICTED (not measured) by "
-                     f"the {model} surrogate trained on {predictor.training.get('cells', '?')} measured cells of "
+                     f"the {model} surrogate trained on {predictor.training.get('cells', '?')} {learnt} cells of "
                      f"{trained} ({c.campaign}, {c.epochs} epochs, {c.hardware}, {c.dataset}); "
                      "train_energy_sd_kwh is its σ"),
         tool=f"ecnas-plugin {model} surrogate (predicted)",

@@ -66,7 +66,7 @@ class Context:
     epochs: int
     hardware: str
     dataset: str
-    space: str = "nasbench101"
+    space: str = "nasbench101"  # models saved before spaces were recorded were all NB101
 
 
 def _single(frame: pd.DataFrame, column: str) -> Any:
