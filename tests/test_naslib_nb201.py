@@ -86,13 +86,16 @@ def test_graph_types_and_targets_come_from_the_registered_spaces(nb201):
 @pytest.mark.parametrize("energy, says", [
     ({"table": "no-such-table"}, "no-such-table"),
     ({"table": "ecnas-4v"}, "holds space 'nasbench101'"),
-    ({"table": NB201_TABLE}, "not all 15,625 of NASLib's 'nasbench201' space"),
-    (True, "not all 15,625 of NASLib's 'nasbench201' space"),  # the default: the only NB201 table
-    ({"table": NB201_TABLE, "epochs": 200}, "200"),
+    ({"table": NB201_TABLE, "dataset": "flowers17"}, "not all 15,625 of NASLib's 'nasbench201' space"),
+    # the default table is the only NB201 one: Flowers-17 energy, never paired silently with CIFAR-10
+    (True, "holds energy of flowers17, not of the run's dataset 'cifar10'; set energy.dataset"),
+    ({"table": NB201_TABLE, "dataset": "cifar100"}, "has no dataset 'cifar100'"),
+    ({"table": NB201_TABLE, "dataset": "flowers17", "epochs": 200}, "200"),
 ])
 def test_a_bad_nb201_energy_table_is_a_named_config_error(nb201, shared_data, energy, says):
     cfg = _config("nasbench201", energy)
-    key = "energy.epochs" if isinstance(energy, dict) and "epochs" in energy else "energy.table"
+    key = ("energy.epochs" if isinstance(energy, dict) and "epochs" in energy
+           else "energy.dataset" if energy is True or "cifar100" in str(energy) else "energy.table")
     with pytest.raises(ConfigError) as info:
         spaces.plan(cfg, spaces.target("nasbench201"))
     assert info.value.key == key and says in str(info.value)
@@ -168,8 +171,9 @@ def test_energy_is_checked_before_naslib_loads_its_nb201_data(nb201, tmp_path, m
     real = naslib.utils.get_dataset_api
     monkeypatch.setattr(naslib.utils, "get_dataset_api", lambda *a, **k: calls.append(a) or real(*a, **k))
     base = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs/naslib/ecnas-5v_rs_penalty.yaml").read_text())
-    for energy, key in (({"table": NB201_TABLE}, "energy.table"), ({"table": "nope"}, "energy.table"),
-                        ({"table": NB201_TABLE, "hardware": "gpu: nope"}, "energy.hardware")):
+    for energy, key in (({"table": NB201_TABLE, "dataset": "flowers17"}, "energy.table"),
+                        ({"table": "nope"}, "energy.table"),
+                        ({"table": NB201_TABLE, "dataset": "flowers17", "hardware": "gpu: nope"}, "energy.hardware")):
         config = dict(base, search_space="nasbench201", out_dir=str(tmp_path / "o"), energy=energy)
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump(config))
@@ -295,7 +299,7 @@ def test_predicted_nb201_energy_from_a_fitted_surrogate_is_planned(nb201, nb201_
     table although it covers 60 of 15,625 cells, and a cell outside it is predicted, labelled, with σ."""
     from ecnas_plugin.energy import surrogates as S
 
-    energy = {"table": NB201_TABLE, "missing": "predict", "predictor": str(nb201_predictor)}
+    energy = {"table": NB201_TABLE, "dataset": "flowers17", "missing": "predict", "predictor": str(nb201_predictor)}
     checked = spaces.plan(_config("nasbench201", energy), spaces.target("nasbench201"))
     outside = _outside(nb201)
     cell = checked.source.get(outside)
@@ -326,7 +330,7 @@ def test_naslib_nb201_query_outside_the_table_gets_a_labelled_prediction(nb201, 
     # about its energy, which no table has)
     api["nb201_data"][outside] = {"cifar10-valid": {"train_acc1es": [61.0], "eval_acc1es": [55.0]}}
     config = CfgNode({"dataset": "cifar10", "seed": 0, "search": CfgNode({"fidelity": -1}),
-                      "energy": CfgNode({"objective": "penalty", "weight": 0.5, "table": NB201_TABLE,
+                      "energy": CfgNode({"objective": "penalty", "weight": 0.5, "table": NB201_TABLE, "dataset": "flowers17",
                                          "missing": "predict", "predictor": str(nb201_predictor)})})
     optimizer = RandomSearch(config)
     optimizer.adapt_search_space(NasBench201SearchSpace(), dataset_api=api)

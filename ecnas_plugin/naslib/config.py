@@ -14,6 +14,8 @@ mapping chooses (every key optional)::
       table: null                 # energy table; null = the search space's default
       hardware: null              # for tables with several hardware/campaigns
       campaign: null
+      dataset: null               # the table's dataset to take energy from; null = the run's own
+                                  #   (a table of another dataset only when named here: never silently)
       missing: error              # cell without a measured value: error | predict (energy surrogate)
       predictor: null             # predict: saved surrogate folder; null = the shipped default
       calibrate: false            # predict: calibrate the surrogate on the table's measured cells
@@ -57,6 +59,7 @@ class EnergyConfig:
     table: str | None = None
     hardware: str | None = None
     campaign: str | None = None
+    dataset: str | None = None
     missing: str = "error"
     predictor: str | None = None
     calibrate: bool = False
@@ -144,7 +147,7 @@ def parse_energy(value: object) -> EnergyConfig | None:
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0):
         raise ConfigError("energy.epochs", f"expected a positive integer or null, got {epochs!r}")
     out["epochs"] = epochs
-    for key in ("table", "hardware", "campaign"):
+    for key in ("table", "hardware", "campaign", "dataset"):
         out[key] = _name(f"energy.{key}", raw.get(key))
     missing = raw.get("missing", "error")
     if missing not in MISSING_POLICIES:

@@ -194,6 +194,17 @@ def plan(config: object, tgt: Target, served: object | None = None) -> Plan | No
                                           f"{tgt.name!r} is space {space.name!r}")
     dataset = getattr(config, "dataset", None) if not isinstance(config, dict) else config.get("dataset")
     datasets = table.values("dataset")  # type: ignore[attr-defined]
+    if energy.dataset is not None:  # asked for by name: energy of that dataset, whatever the run trains on
+        if energy.dataset not in datasets:
+            raise ConfigError("energy.dataset", f"table {name!r} has no dataset {energy.dataset!r}; it has "
+                                                f"{', '.join(map(str, datasets))}")
+        dataset = energy.dataset
+    elif dataset not in datasets and served is None:
+        # NASLib's own space: the run's accuracies are of `dataset`; energy of another one is taken
+        # only when the config says so (and pareto_front.json records it as energy_dataset).
+        raise ConfigError("energy.dataset", f"table {name!r} holds energy of {', '.join(map(str, datasets))}, "
+                                            f"not of the run's dataset {dataset!r}; set energy.dataset to one of "
+                                            "them to pair that energy with this run's accuracies")
     source = EnergySource(table, energy, dataset if dataset in datasets else None)
     if energy.epochs is None:
         energy = replace(energy, epochs=source.epochs)
