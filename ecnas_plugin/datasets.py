@@ -142,7 +142,7 @@ def folder_for(root: Path, name: object, what: str) -> Path:
     name from a user, a manifest or a plugin reaches a path outside its root."""
     if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or name.endswith((".old", ".lock")):
         raise SchemaError(f"{what} {name!r} must be a plain name (letters, digits, '.', '_', '-'; no path, "
-                          "not starting with '.')", column="name")
+                          "not starting with '.', not ending '.old' or '.lock', which saves reserve)", column="name")
     folder = Path(root) / name
     if folder.resolve().parent != Path(root).resolve():
         raise SchemaError(f"{what} {name!r}: {folder} is not directly under {root}", column="name")

@@ -70,6 +70,21 @@ def install_distribution(site: Path, name: str, source: str) -> None:
     (info / "entry_points.txt").write_text(f"[ecnas_plugin]\n{name} = {module}\n")
 
 
+def load_plugin(monkeypatch, site: Path, name: str, source: str):
+    """``source`` installed as the distribution of entry point ``name`` in ``site`` (on sys.path for
+    the test) and loaded, the only third-party plugin, as the process registry: (registry, plugin)."""
+    from ecnas_plugin import registry as reg
+
+    site.mkdir(exist_ok=True)
+    install_distribution(site, name, source)
+    monkeypatch.syspath_prepend(str(site))
+    registry = reg.Registry(allowed=name)
+    plugin = next(p for p in registry.plugins if p.entry_point == name)
+    assert plugin.loaded and not plugin.errors and not plugin.builtin, plugin.errors
+    monkeypatch.setattr(reg, "_REGISTRY", registry)
+    return registry, plugin
+
+
 EXAMPLE_PACKAGE = REPO / "examples" / "ecnas-example-tables"
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import install_distribution
+from conftest import load_plugin
 from ecnas_plugin import registry as reg
 from ecnas_plugin.adapters.nasbench201 import OPS, parse_arch_str
 from ecnas_plugin.cli import main as cli_main
@@ -121,14 +121,7 @@ def ecnas_search_spaces():
 @pytest.fixture
 def toy_registry(tmp_path, monkeypatch):
     """The process registry with the third-party ``toy_spaces`` distribution loaded."""
-    site = tmp_path / "site"
-    site.mkdir()
-    install_distribution(site, "toy_spaces", TOY_SPACES)
-    monkeypatch.syspath_prepend(str(site))
-    registry = reg.Registry(allowed="toy_spaces")
-    plugin = next(p for p in registry.plugins if p.entry_point == "toy_spaces")
-    assert plugin.loaded and not plugin.errors and not plugin.builtin
-    monkeypatch.setattr(reg, "_REGISTRY", registry)
+    registry, _ = load_plugin(monkeypatch, tmp_path / "site", "toy_spaces", TOY_SPACES)
     return registry
 
 

@@ -28,9 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import install_distribution
+from conftest import load_plugin
 from ecnas_plugin.errors import DataFormatError, UnknownName
-from ecnas_plugin import registry as reg
 from ecnas_plugin.energy.meters import (
     CodecarbonMeter,
     CombinedMeter,
@@ -632,14 +631,8 @@ def ecnas_meters():
 def acme(tmp_path, no_hardware):
     """The third-party ``acme_meters`` distribution installed on a temporary path and loaded by the
     process registry; returns the folder its (fake) PDU counters will live in."""
-    site = tmp_path / "site"
-    site.mkdir()
-    install_distribution(site, "acme_meters", ACME)
-    no_hardware.syspath_prepend(str(site))
-    registry = reg.Registry(allowed="acme_meters")
-    plugin = next(p for p in registry.plugins if p.entry_point == "acme_meters")
-    assert plugin.loaded and not plugin.errors and plugin.provides == {"meters": ["acme-pdu", "acme-gpu"]}
-    no_hardware.setattr(reg, "_REGISTRY", registry)
+    _, plugin = load_plugin(no_hardware, tmp_path / "site", "acme_meters", ACME)
+    assert plugin.provides == {"meters": ["acme-pdu", "acme-gpu"]}
     no_hardware.delenv("ACME_PDU_DIR", raising=False)
     return tmp_path / "pdu"
 

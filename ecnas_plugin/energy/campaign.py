@@ -125,14 +125,7 @@ class CampaignSpec:
         if self.torch_threads is not None and (isinstance(self.torch_threads, bool)
                                                or not isinstance(self.torch_threads, int) or self.torch_threads < 1):
             raise ConfigError("torch_threads", f"must be an integer >= 1, got {self.torch_threads!r}", "campaign")
-        from .meters import meter_classes
-
-        parts = self.meter.split("+") if isinstance(self.meter, str) else [self.meter]
-        known = meter_classes()
-        if self.meter != "auto":
-            for part in parts:
-                if part not in known:
-                    raise UnknownName("meter", part, ["auto", *known])
+        meter_classes_of(self.meter)  # an unknown meter name is refused now, not when the first cell runs
         from ecnas_plugin.networks.train import OPTIMIZERS
 
         if self.optimizer not in OPTIMIZERS:
@@ -269,20 +262,35 @@ def sample_cells(space: object, n: int, seed: int = 0, limits: Mapping[str, int]
 
 
 # ---------------------------------------------------------------------- meters
+def meter_classes_of(name: object) -> list[type] | None:
+    """The registered meter classes ``name`` joins with ``+`` (None for ``auto``); an unknown
+    part is UnknownName listing the registered meters."""
+    from ecnas_plugin.energy.meters import meter_classes
+
+    if name == "auto":
+        return None
+    classes = meter_classes()
+    parts = name.split("+") if isinstance(name, str) else [name]
+    for part in parts:
+        if part not in classes:
+            raise UnknownName("meter", part, ["auto", *classes])
+    return [classes[p] for p in parts]
+
+
 def check_meter(name: str) -> None:
     """Raise MeterError, naming the meter and why, if ``name`` cannot measure on this machine
     (``auto``: if no registered meter works). Probes only: nothing is started."""
-    from ecnas_plugin.energy.meters import default_meter, meter_classes
+    from ecnas_plugin.energy.meters import default_meter
     from ecnas_plugin.errors import MeterError
 
-    if name == "auto":
+    chosen = meter_classes_of(name)
+    if chosen is None:
         default_meter()
         return
-    classes = meter_classes()
-    for part in name.split("+"):
-        works, why = classes[part].probe()
+    for cls in chosen:
+        works, why = cls.probe()
         if not works:
-            raise MeterError(f"meter {part!r} does not work on this machine: {why}")
+            raise MeterError(f"meter {cls.name!r} does not work on this machine: {why}")
 
 
 def make_meter(name: str, gpus: Sequence[int] | None = None):
@@ -290,17 +298,13 @@ def make_meter(name: str, gpus: Sequence[int] | None = None):
     :func:`~ecnas_plugin.energy.meters.default_meter`), any registered meter's name, or several
     joined by ``+`` (e.g. ``nvml+rapl``) combined over one window. ``gpus`` restricts meters that
     take ``device_indices`` (NVML) to those devices (a task's own GPU, not its neighbours')."""
-    from ecnas_plugin.energy.meters import CombinedMeter, default_meter, meter_classes
+    from ecnas_plugin.energy.meters import CombinedMeter, default_meter
 
-    if name == "auto":
+    chosen = meter_classes_of(name)
+    if chosen is None:
         meter = default_meter()
     else:
-        classes = meter_classes()
-        parts = name.split("+")
-        for part in parts:
-            if part not in classes:
-                raise UnknownName("meter", part, ["auto", *classes])
-        meters = [classes[p]() for p in parts]
+        meters = [cls() for cls in chosen]
         meter = meters[0] if len(meters) == 1 else CombinedMeter(meters)
     if gpus is not None:
         for m in getattr(meter, "meters", [meter]):

@@ -23,7 +23,6 @@ with :meth:`EnergyTable.save` (temp folder, then rename); a rejection changes no
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -42,7 +41,6 @@ from .campaign import campaign_metadata
 
 USER_PREFIX = "user-"
 # A user table's name: one plain path component under the cache's tables folder.
-_TABLE_NAME = re.compile(r"user-[A-Za-z0-9][A-Za-z0-9._-]*")
 # Average power one device of each component can draw (W): generous bounds for unknown devices.
 COMPONENT_POWER_W = {"gpu": (5.0, 1000.0), "cpu": (0.5, 600.0), "ram": (0.1, 200.0)}
 # Known GPUs (substring of the hardware label): upper bound = 1.5 x board power (TDP).
@@ -333,11 +331,17 @@ def user_table_dir(name: str) -> Path:
     """The folder of user table ``name``; refuses (EcnasError) anything but a plain ``user-...``
     name that lands directly in the cache's tables folder."""
     from ecnas_plugin.api import table_dir
+    from ecnas_plugin.datasets import PLAIN_NAME
 
-    if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name) or name.endswith((".old", ".lock")):
-        raise EcnasError(f"user table name {name!r}: must be a plain name starting with {USER_PREFIX!r} "
-                         f"(letters, digits, '.', '_', '-'; no path), e.g. 'user-nasbench201-pue15'")
-    return table_dir(name)
+    rule = (f"user table name {name!r}: must be a plain name starting with {USER_PREFIX!r} "
+            f"(letters, digits, '.', '_', '-'; no path), e.g. 'user-nasbench201-pue15'")
+    # the part after the prefix is a plain name too; table_dir applies the rule every table name obeys
+    if not (isinstance(name, str) and name.startswith(USER_PREFIX) and PLAIN_NAME.fullmatch(name[len(USER_PREFIX):])):
+        raise EcnasError(rule)
+    try:
+        return table_dir(name)
+    except SchemaError as exc:  # e.g. a name ending '.old' (the parked copy's)
+        raise EcnasError(f"{rule}; {exc}") from None
 
 
 # ---------------------------------------------------------------------- merging
