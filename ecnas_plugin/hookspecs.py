@@ -102,3 +102,14 @@ def ecnas_surrogates():
     A surrogate fits on a measured table's features and predicts energy with a standard deviation;
     its predictions are always labelled ``source = "predicted"``.
     """
+
+
+@hookspec
+def ecnas_curve_surrogates():
+    """Return a list of learning-curve surrogate classes (subclasses of
+    :class:`ecnas_plugin.energy.surrogates.base.CurveSurrogate`), each with a unique ``name``.
+
+    A curve surrogate fits on a table measured along epochs (its checkpoints) and predicts the
+    validation-accuracy curve and the energy to any epoch of a configuration, with σ; its
+    predictions are labelled ``source = "predicted"``.
+    """

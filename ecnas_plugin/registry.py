@@ -55,7 +55,7 @@ def _kinds() -> dict[str, tuple[str, Callable[[object], bool], str]]:
     """Collector hooks: hook name → (kind shown to users, item check, expected type name)."""
     from .datasets import DataFile
     from .energy.meters.base import Meter
-    from .energy.surrogates.base import Surrogate
+    from .energy.surrogates.base import CurveSurrogate, Surrogate
     from .table import TableSpec
 
     def subclass_of(base):
@@ -67,6 +67,7 @@ def _kinds() -> dict[str, tuple[str, Callable[[object], bool], str]]:
         "ecnas_data_files": ("data files", lambda x: isinstance(x, DataFile), "DataFile"),
         "ecnas_meters": ("meters", subclass_of(Meter), "Meter subclass"),
         "ecnas_surrogates": ("surrogates", subclass_of(Surrogate), "Surrogate subclass"),
+        "ecnas_curve_surrogates": ("curve surrogates", subclass_of(CurveSurrogate), "CurveSurrogate subclass"),
     }
 
 

@@ -88,6 +88,10 @@ _COLUMNS = [
     Column("nb101_val_acc_108", "float",
            "NAS-Bench-101's own 108-epoch validation accuracy (NASLib zc file), joined for reference, not measured in this campaign",
            nullable=True, minimum=0, maximum=1),
+    # a steady-state window scaled to the epoch (source = scaled)
+    Column("window_steps", "int", "training steps of each epoch that were metered (scaled to epoch_steps)", minimum=1),
+    Column("window_warmup_steps", "int", "steps of each epoch before the metered window", minimum=0),
+    Column("epoch_steps", "int", "training steps of a whole epoch (what a window was scaled to)", minimum=1),
     # size
     Column("params", "int", "trainable parameters", minimum=0),
     Column("flops", "float", "floating point operations of one forward pass", minimum=0),
@@ -99,6 +103,9 @@ _CHECKPOINT_COLUMNS = [
     Column("checkpoint", "int", "position of the evaluation in the run (0 = untrained)", required=True, minimum=0),
     Column("epoch", "float", "epoch reached at this evaluation", required=True, minimum=0),
     Column("train_time_s", "float", "training time to this point", minimum=0),
+    Column("train_loss", "float", "mean training loss of this epoch's steps", nullable=True, minimum=0),
+    Column("skipped_steps", "int", "training steps of this epoch skipped because their loss was not finite",
+           minimum=0),
     Column("train_acc", "float", "training accuracy (fraction)", nullable=True, minimum=0, maximum=1),
     Column("val_acc", "float", "validation accuracy (fraction)", nullable=True, minimum=0, maximum=1),
     Column("test_acc", "float", "test accuracy (fraction)", nullable=True, minimum=0, maximum=1),

@@ -196,9 +196,19 @@ class EnergyTable:
         return {s: int(counts[s]) for s in SOURCES if s in counts}
 
     def sources_text(self) -> str:
-        """E.g. ``"60 estimated (a power model, not measured)"`` or ``"273 measured, 91 scaled"``."""
-        return ", ".join(f"{n} {s}" + (" (a power model, not measured)" if s == "estimated" else "")
-                         for s, n in self.sources().items())
+        """E.g. ``"60 estimated (a power model, not measured)"`` or ``"273 measured, 91 scaled"``;
+        scaled rows whose window was itself an estimate say so (``energy_method``)."""
+        method = self.frame["energy_method"] if "energy_method" in self.frame.columns else None
+        parts = []
+        for s, n in self.sources().items():
+            note = " (a power model, not measured)" if s == "estimated" else ""
+            if s == "scaled" and method is not None:
+                of_estimates = int(((self.frame["source"] == "scaled") & (method == "estimated")).sum())
+                if of_estimates:
+                    note = (f" ({'all' if of_estimates == n else of_estimates} scaled from power-model "
+                            f"estimates, not measured)")
+            parts.append(f"{n} {s}{note}")
+        return ", ".join(parts)
 
     def values(self, column: str) -> list:
         """Sorted distinct values of a column (e.g. ``values("epochs")``)."""
@@ -310,6 +320,14 @@ class EnergyTable:
                                    context=f"for architecture {arch} in table {self.name!r}")
             rows = rows[hit]
         return UnknownName("row", tuple(key.values()), context=f"in table {self.name!r}")
+
+    def subset(self, keys: Iterable[str]) -> EnergyTable:
+        """The rows (and checkpoints) of these configuration keys only, as a table of the same
+        manifest (e.g. the training side of a split by configuration)."""
+        keep = set(keys)
+        cp = self.checkpoints
+        return EnergyTable(self.frame[self.frame["arch_key"].isin(keep)].reset_index(drop=True), self.manifest,
+                           None if cp is None else cp[cp["arch_key"].isin(keep)].reset_index(drop=True))
 
     # ------------------------------------------------------------------ slices
     def slice(self, epochs: int | None = None, dataset: str | None = None, hardware: str | None = None,

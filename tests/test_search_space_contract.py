@@ -25,7 +25,7 @@ class TinyHpo(SearchSpace):
         Dimension("optimizer", "hyperparameter", "categorical", choices=("sgd", "adam"), default="sgd"),
         Dimension("width", "hyperparameter", "integer", choices=(4, 8, 16)),
         EPOCHS,
-        Dimension("resolution", "fidelity", "categorical", choices=(8, 16)),
+        Dimension("resolution", "fidelity", "integer", choices=(8, 16), default=16),
     )
 
     def canonical_key(self, arch):
@@ -37,13 +37,16 @@ class TinyHpo(SearchSpace):
         return text.strip()
 
 
-def test_configuration_key_is_arch_then_hyperparameters_in_declaration_order():
+def test_configuration_key_is_arch_then_hyperparameters_then_run_fidelities():
     space = TinyHpo()
     assert [d.name for d in space.hyperparameters] == ["lr", "optimizer", "width"]
     assert [d.name for d in space.fidelities] == ["epochs", "resolution"]
-    key = space.config_key("a", {"width": 8, "optimizer": "adam", "lr": 0.01})
-    assert key == "a;lr=0.01;optimizer=adam;width=8"
-    assert space.config_key("a", {"width": 8}) == "a;lr=0.1;optimizer=sgd;width=8"  # defaults fill in
+    assert [d.name for d in space.run_fidelities] == ["resolution"]
+    key = space.config_key("a", {"width": 8, "optimizer": "adam", "lr": 0.01, "resolution": 8})
+    assert key == "a;lr=0.01;optimizer=adam;width=8@resolution=8"
+    assert space.config_key("a", {"width": 8}) == "a;lr=0.1;optimizer=sgd;width=8@resolution=16"  # defaults
+    with pytest.raises(InvalidConfiguration, match="'epochs' not a dimension"):
+        space.config_key("a", {"width": 8, "epochs": 12})  # the curve fidelity is never in a key
     assert NasBench101().config_key("e1aeb470572477cf15b1bd3644d59370") == "e1aeb470572477cf15b1bd3644d59370"
 
 
@@ -60,7 +63,7 @@ def test_bad_hyperparameters_are_named(hps, match):
         TinyHpo().config_key("a", hps)
 
 
-def test_fidelities_are_validated_and_never_part_of_the_key():
+def test_fidelities_are_validated_by_name():
     space = TinyHpo()
     assert space.fidelity(epochs=12, resolution=16) == {"epochs": 12, "resolution": 16}
     with pytest.raises(InvalidConfiguration, match=r"fidelity 'epochs'.*0 must be >= 1"):

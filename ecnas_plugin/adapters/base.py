@@ -6,9 +6,11 @@ the flows and third-party plugins can all depend on it without pulling in an imp
 A space is a :class:`SearchSpace` subclass returned by the ``ecnas_search_spaces`` hook. It
 declares its **dimensions** (:class:`Dimension`): one architecture dimension (a codec), any
 number of hyperparameters (typed, bounded, log-scaled where it matters) and fidelities (where a
-configuration is *evaluated*: epochs; width, depth or resolution where the space has them). A
-configuration's identity is its architecture plus its hyperparameters in declaration order
-(:meth:`SearchSpace.config_key`); a fidelity is never part of it.
+configuration is *evaluated*: epochs; resolution where the space has it). A configuration's
+identity is its architecture plus its hyperparameters in declaration order
+(:meth:`SearchSpace.config_key`). Epochs, the *curve* fidelity, is never part of it: a run's
+checkpoints lie along it. Any other fidelity is one a whole run is fixed at (a table row is
+measured at one resolution), so it ends the key, after the hyperparameters, as ``@name=value``.
 
 Required of every space: :meth:`~SearchSpace.canonical_key` and :meth:`~SearchSpace.parse_arch`
 (both raise :class:`~ecnas_plugin.errors.InvalidArchitecture` naming the broken rule) and
@@ -92,6 +94,7 @@ class Dimension:
 
 ARCHITECTURE = "arch"
 EPOCHS = Dimension("epochs", "fidelity", "integer", low=1, description="training budget in epochs")
+CURVE_FIDELITY = EPOCHS.name  # the fidelity along a run's checkpoints; the only one outside the key
 
 # Capability → the method (or attribute) that provides it.
 CAPABILITIES = {
@@ -102,6 +105,7 @@ CAPABILITIES = {
     "features": "features",
     "strata": "stratum",
     "naslib": "naslib",
+    "design": "design",
 }
 
 
@@ -187,26 +191,45 @@ class SearchSpace(ABC):
     def fidelities(self) -> tuple[Dimension, ...]:
         return self.dimensions_of("fidelity")
 
-    def config_key(self, arch: object, hyperparameters: Mapping[str, Any] | None = None) -> str:
+    @property
+    def run_fidelities(self) -> tuple[Dimension, ...]:
+        """The fidelities a whole run is fixed at (every fidelity but epochs): part of the key."""
+        return tuple(d for d in self.fidelities if d.name != CURVE_FIDELITY)
+
+    def config_key(self, arch: object, values: Mapping[str, Any] | None = None) -> str:
         """The canonical key of a configuration: the arch key, then each hyperparameter as
-        ``;name=value`` in declaration order (the arch key alone where the space has none).
-        Unknown, missing and out-of-range values are named errors."""
-        key = self.canonical_key(arch)
-        given = dict(hyperparameters or {})
-        dims = self.hyperparameters
+        ``;name=value`` in declaration order, then each run fidelity (:attr:`run_fidelities`) as
+        ``@name=value`` (the arch key alone where the space has neither). ``values`` holds both;
+        a missing one takes its dimension's default. Unknown, missing and out-of-range values are
+        named errors; epochs is refused here (it is where a key is evaluated, not part of it)."""
+        return self.canonical_key(arch) + self.settings_key(values)
+
+    def settings_key(self, values: Mapping[str, Any] | None = None) -> str:
+        """The part of :meth:`config_key` after the arch key (a joint space's ``canonical_key``
+        appends it to its cell's key)."""
+        given = dict(values or {})
+        dims = self.hyperparameters + self.run_fidelities
         unknown = sorted(set(given) - {d.name for d in dims})
         if unknown:
             raise InvalidConfiguration(f"{self.name} hyperparameter", unknown[0],
                                        f"not a dimension of the space; it has {[d.name for d in dims]}")
-        parts = [key]
+        parts = []
         for d in dims:
             if d.name not in given:
                 if d.default is None:
-                    raise InvalidConfiguration(f"{self.name} hyperparameter", d.name, "missing (no default)")
+                    raise InvalidConfiguration(f"{self.name} {d.role}", d.name, "missing (no default)")
                 given[d.name] = d.default
-            parts.append(f"{d.name}={d.check(given[d.name], self.name)!r}" if d.kind == "float"
-                         else f"{d.name}={d.check(given[d.name], self.name)}")
-        return ";".join(parts)
+            value = d.check(given[d.name], self.name)
+            sep = "@" if d.role == "fidelity" else ";"
+            parts.append(f"{sep}{d.name}={value!r}" if d.kind == "float" else f"{sep}{d.name}={value}")
+        return "".join(parts)
+
+    def training_settings(self, arch: object) -> dict[str, Any]:
+        """The training settings this configuration fixes, overriding a campaign's defaults: any of
+        ``lr``, ``optimizer``, ``weight_decay``, ``schedule``, ``augment`` (bool), ``grad_clip``,
+        ``skip_nonfinite`` (see :func:`ecnas_plugin.networks.train`) and ``resolution`` (the input
+        side the data is resampled to). Default: none (the campaign's settings train every cell)."""
+        return {}
 
     def fidelity(self, **values: Any) -> dict[str, Any]:
         """Validated fidelity values (e.g. ``fidelity(epochs=12)``); an unknown name is an error."""
@@ -309,6 +332,11 @@ class SearchSpace(ABC):
     def features(self, archs: Sequence[object]) -> tuple[Any, list[str]]:
         """(float array of shape (len(archs), k), the k feature names) for surrogate models."""
         raise self._lacks("features")
+
+    def design(self, n: int, seed: int = 0) -> list[object]:
+        """``n`` distinct configurations spread over every dimension (a space-filling design), for
+        measurement campaigns of spaces too big or too continuous to stratify by enumeration."""
+        raise self._lacks("design")
 
 
 _ENUMERATED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

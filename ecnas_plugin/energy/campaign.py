@@ -62,7 +62,7 @@ def measurable_space(space: object, *, sample: bool = False):
 
     resolved = space if isinstance(space, SearchSpace) else get_registry().space(space)
     resolved.require("network", flow=MEASURE_FLOW)
-    if sample:
+    if sample and not resolved.supports("design"):
         resolved.require("enumerate", "strata", flow=SAMPLE_FLOW)
     return resolved
 
@@ -79,7 +79,9 @@ class CampaignSpec:
     without describing it (a module hash of a large NB101 cell) is refused with the space's rule.
     ``hardware`` is the label rows get (``""``: detected, e.g. ``"cpu: AMD EPYC 7B13"``).
     ``network`` overrides the space's builder settings (its ``network_defaults``, which are the
-    rest of the recorded ``network``).
+    rest of the recorded ``network``). ``lr``, ``optimizer``, ``weight_decay`` and ``schedule``
+    train every cell, except where the space's ``training_settings`` fixes them per configuration
+    (a joint architecture + hyperparameter space); the manifest says which.
     """
 
     name: str
@@ -95,7 +97,14 @@ class CampaignSpec:
     batch_size: int = 64
     lr: float = 0.1
     optimizer: str = "sgd"
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
     network: Mapping[str, int] = field(default_factory=dict)
+    # Steady-state window: after window_warmup steps, meter window_steps steps of each epoch and
+    # scale them to the epoch's steps (rows say source = scaled). Each epoch then trains only
+    # warmup + window steps: a windowed campaign measures cost, and records no accuracy.
+    window_steps: int = 0
+    window_warmup: int = 0
     synthetic_samples: int = 2048
     data_root: str = ""
     torch_threads: int | None = None
@@ -126,10 +135,21 @@ class CampaignSpec:
                                                or not isinstance(self.torch_threads, int) or self.torch_threads < 1):
             raise ConfigError("torch_threads", f"must be an integer >= 1, got {self.torch_threads!r}", "campaign")
         meter_classes_of(self.meter)  # an unknown meter name is refused now, not when the first cell runs
-        from ecnas_plugin.networks.train import OPTIMIZERS
+        from ecnas_plugin.networks.train import OPTIMIZERS, SCHEDULES
 
         if self.optimizer not in OPTIMIZERS:
             raise UnknownName("optimizer", self.optimizer, OPTIMIZERS)
+        if self.schedule not in SCHEDULES:
+            raise UnknownName("schedule", self.schedule, SCHEDULES)
+        if isinstance(self.weight_decay, bool) or not (isinstance(self.weight_decay, (int, float))
+                                                        and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError("weight_decay", f"must be a number >= 0, got {self.weight_decay!r}", "campaign")
+        for what in ("window_steps", "window_warmup"):
+            value = getattr(self, what)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(what, f"must be an integer >= 0, got {value!r}", "campaign")
+        if self.window_warmup and not self.window_steps:
+            raise ConfigError("window_warmup", "a warmup needs window_steps >= 1", "campaign")
         defaults = dict(space.network_defaults)
         unknown = sorted(set(self.network) - set(defaults))
         if unknown:
@@ -239,13 +259,20 @@ def strata(space, limits: Mapping[str, int] | None = None) -> list[tuple[tuple, 
 
 def sample_cells(space: object, n: int, seed: int = 0, limits: Mapping[str, int] | None = None) -> list[str]:
     """``n`` distinct cells of ``space`` (a registered name or a SearchSpace) drawn by systematic
-    stratified sampling over ``space.enumerate(**limits)``.
+    stratified sampling over ``space.enumerate(**limits)``, or, where the space offers a
+    space-filling ``design`` (and no limits are given), from that design.
 
     Cells are ordered by ``space.stratum`` (NB201: how many edges carry each op; NB101: vertices,
     edges and op counts), randomly within a stratum, and every (size/n)-th is taken from a random
     start: each stratum gets its proportional share (within one cell), so the sample spans cheap
     and expensive cells alike. Returns the cells' ``describe`` texts (what a CampaignSpec takes).
     """
+    sp = measurable_space(space)
+    if sp.supports("design") and not limits:
+        # a space too continuous to stratify by enumeration spreads its own design over every dimension
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise CampaignError(f"sample size must be an integer >= 1, got {n!r}")
+        return [sp.describe(a) for a in sp.design(n, seed)]
     sp = measurable_space(space, sample=True)
     population = strata(sp, limits)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(population):
@@ -336,20 +363,28 @@ def _now() -> str:
 
 
 def measure(spec_data: Mapping[str, Any], arch: str, repeat: int) -> dict[str, Any]:
-    """Train one cell once under the campaign's settings, metering every epoch.
+    """Train one cell once under the campaign's settings (and the configuration's own, where the
+    space fixes them: ``training_settings``), metering every epoch or its steady-state window.
 
     Returns the journal record: key, per-epoch readings (raw joules per component, methods,
-    durations, CO2, accuracies) and model size. Runs in the driver or in a worker; writes nothing.
+    durations, CO2, loss, accuracies, the window where one was metered) and model size. Runs in
+    the driver or in a worker; writes nothing.
     """
     import torch
 
     from ecnas_plugin.networks import count_flops, count_params, evaluate, train
+    from ecnas_plugin.networks.train import resize
 
     spec = CampaignSpec.from_dict(spec_data)
     space = spec.search_space
     if spec.torch_threads:
         torch.set_num_threads(spec.torch_threads)
+    settings = {"lr": spec.lr, "optimizer": spec.optimizer, "weight_decay": spec.weight_decay,
+                "schedule": spec.schedule, **space.training_settings(space.arch(arch))}
+    resolution = settings.pop("resolution", None)
     train_split, val, test = _data(spec.dataset, spec.data_root, spec.synthetic_samples, spec.seed)
+    if resolution is not None:
+        train_split, val, test = (None if d is None else resize(d, resolution) for d in (train_split, val, test))
     classes = 17 if spec.dataset == "flowers17" else 10
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(spec.seed + repeat)
@@ -358,6 +393,12 @@ def measure(spec_data: Mapping[str, Any], arch: str, repeat: int) -> dict[str, A
     input_shape = tuple(train_split.x.shape[1:])
     params, flops = count_params(model), count_flops(model, input_shape)
     meter = make_meter(spec.meter, visible_gpus() if device.type == "cuda" else None)
+    epoch_steps = math.ceil(len(train_split) / spec.batch_size)
+    windowed = spec.window_steps > 0
+    # samples the window's steps saw (the epoch's last batch may be short): the scale is by samples
+    window_samples = min(len(train_split), (spec.window_warmup + spec.window_steps) * spec.batch_size) \
+        - spec.window_warmup * spec.batch_size
+    real = spec.dataset == "flowers17" and not windowed  # a window trains part of an epoch: no accuracy
     epochs: list[dict[str, Any]] = []
     window: dict[str, Any] = {}
 
@@ -365,23 +406,33 @@ def measure(spec_data: Mapping[str, Any], arch: str, repeat: int) -> dict[str, A
         window["start"] = _now()
         meter.start()
 
+    def stop(epoch: int) -> None:
+        window["reading"] = meter.stop()  # the meter synchronises CUDA first: the window covers queued kernels
+        window["stop"] = _now()
+
     def end(epoch: int, stats) -> None:
-        reading = meter.stop()  # the meter synchronises CUDA first: the window covers queued kernels
-        stop = _now()
-        real = spec.dataset == "flowers17"
+        if not windowed:
+            stop(epoch)
+        reading = window["reading"]
         epochs.append({
-            "epoch": epoch, "start_time": window["start"], "stop_time": stop,
+            "epoch": epoch, "start_time": window["start"], "stop_time": window["stop"],
             "duration_s": reading.duration_s, "energy_j": dict(reading.energy_j), "method": dict(reading.method),
             "co2eq_g": reading.co2eq_g, "devices": list(reading.devices),
+            "train_loss": stats.train_loss, "skipped_steps": stats.skipped_steps,
             "train_acc": stats.train_acc if real else None,
             "val_acc": evaluate(model, val) if real else None,
             "test_acc": evaluate(model, test) if real else None,
+            **({"window": {"warmup_steps": spec.window_warmup, "steps": spec.window_steps,
+                           "epoch_steps": epoch_steps, "samples": window_samples,
+                           "epoch_samples": len(train_split)}} if windowed else {}),
         })
 
     started, t0 = _now(), time.perf_counter()
     try:
-        train(model, train_split, epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr,
-              optimizer=spec.optimizer, seed=spec.seed + repeat, on_epoch_start=start, on_epoch_end=end)
+        train(model, train_split, epochs=spec.epochs, batch_size=spec.batch_size, seed=spec.seed + repeat,
+              window=(spec.window_warmup, spec.window_steps) if windowed else None,
+              on_epoch_start=None if windowed else start, on_epoch_end=end,
+              on_window_start=start if windowed else None, on_window_end=stop if windowed else None, **settings)
     finally:
         meter.abandon()  # no-op unless training raised inside a window
     return {
@@ -491,7 +542,8 @@ def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
                                     f"has {value!r}, others {ref!r}; split it into separate campaigns")
     components = sorted(methods)
     with_co2 = all(e["co2eq_g"] is not None for r in records for e in r["epochs"])
-    real = spec.dataset == "flowers17"
+    windowed = spec.window_steps > 0
+    real = spec.dataset == "flowers17" and not windowed
     rows, checkpoints = [], []
     for rec in records:
         key = {"space": spec.space, "arch_key": rec["arch_key"], "dataset": spec.dataset, "epochs": spec.epochs,
@@ -499,15 +551,20 @@ def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
         joules = {c: 0.0 for c in components}
         seconds = co2 = 0.0
         for e in rec["epochs"]:
+            # a metered window stands for its whole epoch: scaled by the epoch's samples over the window's
+            # (by samples: an epoch's last batch may be short)
+            scale = e["window"]["epoch_samples"] / e["window"]["samples"] if "window" in e else 1.0
             for c in components:
-                joules[c] += e["energy_j"][c]
-            seconds += e["duration_s"]
+                joules[c] += e["energy_j"][c] * scale
+            seconds += e["duration_s"] * scale
             if with_co2:
-                co2 += e["co2eq_g"]
+                co2 += e["co2eq_g"] * scale
             so_far = apply_pue(Reading(rec["meter"], dict(joules), dict(methods), seconds,
                                        co2eq_g=co2 if with_co2 else None), spec.pue)
             checkpoints.append({
                 **key, "checkpoint": e["epoch"], "epoch": float(e["epoch"]), "train_time_s": seconds,
+                **({"train_loss": e["train_loss"]} if real and "train_loss" in e else {}),
+                **({"skipped_steps": e["skipped_steps"]} if "skipped_steps" in e else {}),
                 "train_acc": e["train_acc"], "val_acc": e["val_acc"], "test_acc": e["test_acc"],
                 "energy_kwh": so_far["energy_kwh"],
                 **({"co2eq_g": so_far["co2eq_g"]} if with_co2 else {}),
@@ -516,6 +573,8 @@ def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
         last = rec["epochs"][-1]
         # An energy from a power model is an estimate wherever it shows, not only in the manifest.
         source = "estimated" if weakest_method(methods.values()) == "estimated" else "measured"
+        if windowed:  # scaled from a window; energy_method still says whether the window was an estimate
+            source = "scaled"
         row = {**key, "source": source, "train_energy_kwh": so_far["energy_kwh"],
                "train_time_s": seconds, "run_time_s": rec["run_time_s"],
                "run_start_time": rec["run_start_time"], "run_stop_time": rec["run_stop_time"],
@@ -523,7 +582,9 @@ def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
                **{f"{c}_power_w": joules[c] / seconds for c in ("gpu", "cpu") if c in joules and seconds > 0},
                "train_acc": last["train_acc"], "val_acc": last["val_acc"], "test_acc": last["test_acc"],
                "params": rec["params"], "flops": float(rec["flops"]),
-               "arch_text": rec["arch"]}  # the buildable form: a fingerprint key may not decode
+               "arch_text": rec["arch"],  # the buildable form: a fingerprint key may not decode
+               **({"window_steps": spec.window_steps, "window_warmup_steps": spec.window_warmup,
+                   "epoch_steps": last["window"]["epoch_steps"]} if windowed else {})}
         if with_co2:
             row["co2eq_g"] = so_far["co2eq_g"]
         row["energy_method"] = weakest_method(methods.values())
@@ -535,14 +596,22 @@ def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
     metadata = {**spec.identity(), "cells": len({r["arch_key"] for r in records}), "measurements": len(records),
                 "meter": first["meter"], "methods": methods, "device": first["device"],
                 "hosts": len({r["host"] for r in records}), "executors": executors, "torch": first["torch"],
-                "energy_window": "training steps of each epoch; evaluation outside the window",
+                "energy_window": (f"SCALED: steps {spec.window_warmup + 1}-{spec.window_warmup + spec.window_steps} "
+                                  f"of each epoch metered and scaled to the epoch's steps" if windowed else
+                                  "training steps of each epoch; evaluation outside the window"),
                 "accuracy": "real (Flowers-17 val/test splits)" if real else
-                            "none: synthetic CIFAR-10-shaped inputs, energy only"}
+                            ("none: a windowed campaign trains part of each epoch, energy only" if windowed else
+                             "none: synthetic CIFAR-10-shaped inputs, energy only"),
+                "training": _training_note(spec)}
     notes = []
     if estimated:
         notes.append(f"ESTIMATED, NOT MEASURED: {', '.join(estimated)} energy comes from a power model "
                      f"(codecarbon TDP/load or RAM model), not from an energy counter.")
-    if not real:
+    if windowed:
+        notes.append(f"SCALED, source = scaled: energy and time of each epoch are a window of {spec.window_steps} "
+                     f"training steps (after {spec.window_warmup} warmup steps) scaled to the epoch's steps; "
+                     f"accuracy columns are empty.")
+    elif not real:
         notes.append("Energy-only campaign on synthetic CIFAR-10-shaped inputs: accuracy columns are empty.")
     if executors != ["local"] and {"cpu", "ram"} & set(components):
         notes.append("CPU/RAM counters are machine-wide: where several tasks shared a node their windows "
@@ -559,6 +628,16 @@ def build_table(spec: CampaignSpec, records: Sequence[Mapping[str, Any]]):
         citation=spec.citation, hardware=(spec.hardware,), notes="\n".join(notes), campaigns=(metadata,))
     frame = pd.DataFrame(rows)
     return EnergyTable(frame, manifest, pd.DataFrame(checkpoints))
+
+
+def _training_note(spec: CampaignSpec) -> str:
+    """How the cells were trained: the campaign's settings, or the configuration's own where the
+    space fixes them (read from the space: a joint space fixes lr, optimizer, ... per configuration)."""
+    space = spec.search_space
+    fixed = sorted(space.training_settings(space.arch(spec.archs[0]))) if spec.archs else []
+    if fixed:
+        return f"per configuration (the space's training_settings): {', '.join(fixed)}; campaign settings otherwise"
+    return "the campaign's settings for every cell"
 
 
 def campaign_metadata(manifest) -> dict[str, Any] | None:

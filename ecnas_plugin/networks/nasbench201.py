@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ecnas_plugin.adapters import nasbench201 as codec
+from ecnas_plugin.errors import UnknownName
 
 NB201_OPS = codec.OPS
 # (source node, target node) of each position in the arch string.
@@ -34,12 +35,23 @@ def parse_arch(arch: str | Sequence[str]) -> tuple[str, ...]:
     return codec.parse_arch_str(codec.to_arch_str(tuple(arch)))
 
 
-class ReLUConvBN(nn.Sequential):
-    """ReLU, conv without bias, affine BN: NB201's ``nor_conv`` op and basic-block branch."""
+ACTIVATIONS = {"relu": nn.ReLU, "hardswish": nn.Hardswish, "mish": nn.Mish}  # JAHS-Bench-201's three
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1):
+
+def activation_layer(name: str) -> nn.Module:
+    """The activation module named ``name`` (a key of ACTIVATIONS)."""
+    if name not in ACTIVATIONS:
+        raise UnknownName("activation", name, ACTIVATIONS)
+    return ACTIVATIONS[name]()
+
+
+class ReLUConvBN(nn.Sequential):
+    """Activation (ReLU in NB201), conv without bias, affine BN: NB201's ``nor_conv`` op and
+    basic-block branch; JAHS-Bench-201 swaps the activation."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, activation: str = "relu"):
         super().__init__(
-            nn.ReLU(),
+            activation_layer(activation),
             nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
             nn.BatchNorm2d(c_out),
         )
@@ -52,22 +64,22 @@ class Zero(nn.Module):
         return torch.zeros_like(x)
 
 
-def _edge_op(name: str, channels: int) -> nn.Module:
+def _edge_op(name: str, channels: int, activation: str = "relu") -> nn.Module:
     if name == "none":
         return Zero()
     if name == "skip_connect":
         return nn.Identity()
     if name == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
-    return ReLUConvBN(channels, channels, 1 if name == "nor_conv_1x1" else 3)
+    return ReLUConvBN(channels, channels, 1 if name == "nor_conv_1x1" else 3, activation=activation)
 
 
 class NB201Cell(nn.Module):
     """The NB201 cell: a 4-node DAG whose 6 edges carry the architecture's ops."""
 
-    def __init__(self, ops: Sequence[str], channels: int):
+    def __init__(self, ops: Sequence[str], channels: int, activation: str = "relu"):
         super().__init__()
-        self.edge_ops = nn.ModuleList(_edge_op(name, channels) for name in ops)
+        self.edge_ops = nn.ModuleList(_edge_op(name, channels, activation) for name in ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
@@ -80,10 +92,10 @@ class NB201Cell(nn.Module):
 class ResNetBasicBlock(nn.Module):
     """NB201's reduction block: two ReLU-Conv3x3-BN (the first with stride 2) plus a pooled 1x1 shortcut."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, activation: str = "relu"):
         super().__init__()
-        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride=2)
-        self.conv_b = ReLUConvBN(c_out, c_out, 3)
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride=2, activation=activation)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, activation=activation)
         self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,17 +106,17 @@ class NB201Network(nn.Module):
     """The NAS-Bench-201 network for one cell; see the module docstring for the layout."""
 
     def __init__(self, arch: str | Sequence[str], *, C: int = 16, N: int = 5, num_classes: int = 10,
-                 in_channels: int = 3):
+                 in_channels: int = 3, activation: str = "relu"):
         super().__init__()
         self.ops = parse_arch(arch)
         layers: list[nn.Module] = [nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C)]
         channels = C
         for stage in range(3):
             if stage > 0:
-                layers.append(ResNetBasicBlock(channels, channels * 2))
+                layers.append(ResNetBasicBlock(channels, channels * 2, activation))
                 channels *= 2
-            layers.extend(NB201Cell(self.ops, channels) for _ in range(N))
-        layers += [nn.BatchNorm2d(channels), nn.ReLU()]
+            layers.extend(NB201Cell(self.ops, channels, activation) for _ in range(N))
+        layers += [nn.BatchNorm2d(channels), activation_layer(activation)]
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(channels, num_classes)
 
@@ -113,10 +125,11 @@ class NB201Network(nn.Module):
 
 
 def build_nb201(arch: str | Sequence[str], *, C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3,
-                device: torch.device | str | None = None) -> NB201Network:
-    """Build the NB201 network for ``arch``; defaults are NB201's CIFAR-10 configuration (C=16, N=5)."""
+                activation: str = "relu", device: torch.device | str | None = None) -> NB201Network:
+    """Build the NB201 network for ``arch``; defaults are NB201's CIFAR-10 configuration (C=16, N=5,
+    ReLU)."""
     with torch.device(device) if device is not None else nullcontext():
-        return NB201Network(arch, C=C, N=N, num_classes=num_classes, in_channels=in_channels)
+        return NB201Network(arch, C=C, N=N, num_classes=num_classes, in_channels=in_channels, activation=activation)
 
 
 def nb201_param_count(arch: str | Sequence[str], *, C: int = 16, N: int = 5, num_classes: int = 10,

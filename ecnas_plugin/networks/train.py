@@ -22,7 +22,9 @@ from ecnas_plugin.errors import DataFormatError, UnknownName
 
 FLOWERS17_CLASSES = 17
 FLOWERS17_SHAPE = (16, 16, 3)
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "exponential", "linear")
+EXPONENTIAL_FINAL = 0.01  # the exponential schedule ends at 1% of the initial learning rate
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class EpochStats:
     epoch's training batches (train mode), ``val_acc``/``test_acc`` are eval-mode, None without data."""
 
     epoch: int
-    train_loss: float
+    train_loss: float  # mean over the steps taken (skipped non-finite steps excluded)
     train_acc: float
     val_acc: float | None
     test_acc: float | None
@@ -115,6 +117,7 @@ class EpochStats:
     train_time_s: float
     eval_time_s: float
     wall_time_s: float
+    skipped_steps: int = 0  # steps whose loss was not finite, skipped (only with skip_nonfinite)
 
     def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
@@ -135,33 +138,105 @@ def evaluate(model: nn.Module, data: Split, batch_size: int = 256) -> float:
     return correct / len(data)
 
 
+def resize(data: Split, resolution: int) -> Split:
+    """``data`` with images resampled to ``resolution`` x ``resolution`` (bilinear, antialiased
+    when shrinking): the input-resolution fidelity. The same size returns ``data`` itself."""
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"resolution must be an integer >= 1, got {resolution!r}")
+    if tuple(data.x.shape[2:]) == (resolution, resolution):
+        return data
+    x = nn.functional.interpolate(data.x, size=(resolution, resolution), mode="bilinear",
+                                  antialias=resolution < data.x.shape[2], align_corners=False)
+    return Split(x.contiguous(), data.y)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random crop (zero padding of 1/8 of the side, as CIFAR's 4 px at 32) and horizontal flip,
+    written with torch ops (no torchvision); ``gen`` makes it reproducible."""
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None, :]).to(x.device)  # n x h
+    cols = (dx[:, None] + torch.arange(w)[None, :]).to(x.device)  # n x w
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    cropped = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], cropped.flip(3), cropped).contiguous()
+
+
+def learning_rate(schedule: str, lr: float, step: int, total_steps: int) -> float:
+    """The learning rate at ``step`` of ``total_steps`` under ``schedule`` (per-step decay from
+    ``lr``): cosine to 0, linear to 0, exponential to EXPONENTIAL_FINAL * lr."""
+    t = step / total_steps
+    if schedule == "cosine":
+        return 0.5 * lr * (1 + math.cos(math.pi * t))
+    if schedule == "linear":
+        return lr * (1 - t)
+    if schedule == "exponential":
+        return lr * EXPONENTIAL_FINAL ** t
+    raise UnknownName("schedule", schedule, SCHEDULES)
+
+
+def make_optimizer(name: str, params, *, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
+    """``sgd``: NAS-Bench-201's recipe (Nesterov momentum, L2 weight decay); ``adam``: Adam with L2
+    weight decay; ``adamw``: Adam with decoupled weight decay."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise UnknownName("optimizer", name, OPTIMIZERS)
+
+
 def train(model: nn.Module, train_data: Split, val_data: Split | None = None, test_data: Split | None = None, *,
           epochs: int, batch_size: int = 64, lr: float = 0.1, optimizer: str = "sgd", momentum: float = 0.9,
-          weight_decay: float = 5e-4, seed: int = 0,
+          weight_decay: float = 5e-4, schedule: str = "cosine", augment: bool = False,
+          grad_clip: float | None = None, skip_nonfinite: bool = False, seed: int = 0,
+          window: tuple[int, int] | None = None,
           on_epoch_start: Callable[[int], None] | None = None,
-          on_epoch_end: Callable[[int, EpochStats], None] | None = None) -> list[EpochStats]:
+          on_epoch_end: Callable[[int, EpochStats], None] | None = None,
+          on_window_start: Callable[[int], None] | None = None,
+          on_window_end: Callable[[int], None] | None = None) -> list[EpochStats]:
     """Train ``model`` in place with cross-entropy; return one EpochStats per epoch (epochs from 1).
 
-    ``optimizer="sgd"`` is NAS-Bench-201's recipe (Nesterov momentum, weight decay); ``"adam"`` is
-    plain Adam. Either way the learning rate follows a per-step cosine decay from ``lr`` to 0.
-    ``seed`` fixes the batch order and all other randomness inside training; seed the model's
-    initialisation yourself (``torch.manual_seed`` before building). With the same seed, model
-    initialisation and thread count, two CPU runs give identical statistics.
+    ``optimizer``: see :func:`make_optimizer`; the learning rate follows ``schedule`` per step
+    (:func:`learning_rate`). ``augment``: random crop + flip of every training batch.
+    ``grad_clip``: clip the gradient norm (DARTS/NB201 use 5). ``skip_nonfinite``: a step whose
+    loss is not finite is skipped and counted (``EpochStats.skipped_steps``) instead of ending
+    the run: an aggressive hyperparameter setting is a result to record, not a crash; an epoch
+    in which every step was skipped still raises FloatingPointError.
+
+    ``window=(warmup, steps)``: each epoch runs only ``warmup + steps`` training steps, calling
+    ``on_window_start(epoch)`` after the warmup and ``on_window_end(epoch)`` after the steps, so a
+    meter can read a steady-state window to scale to the whole epoch. Such an epoch trains a part
+    of the data only: it measures cost, and its accuracies must not be reported.
+
+    ``seed`` fixes the batch order, the augmentation and all other randomness inside training;
+    seed the model's initialisation yourself (``torch.manual_seed`` before building). With the
+    same seed, model initialisation and thread count, two CPU runs give identical statistics.
     Training runs on the model's device; batches are moved there.
     """
     if optimizer not in OPTIMIZERS:
         raise UnknownName("optimizer", optimizer, OPTIMIZERS)
+    if schedule not in SCHEDULES:
+        raise UnknownName("schedule", schedule, SCHEDULES)
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
+    steps_per_epoch = math.ceil(len(train_data) / batch_size)
+    if window is not None:
+        warmup, window_steps = window
+        if warmup < 0 or window_steps < 1 or warmup + window_steps > steps_per_epoch:
+            raise ValueError(f"window (warmup {warmup}, steps {window_steps}) must fit in an epoch of "
+                             f"{steps_per_epoch} steps (batch size {batch_size}, {len(train_data)} samples)")
+        steps_per_epoch = warmup + window_steps
     device = _device_of(model)
     torch.manual_seed(seed)
     order_gen = torch.Generator().manual_seed(seed)
-    if optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                                                     weight_decay=weight_decay, nesterov=momentum > 0)
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(train_data) / batch_size)
+    augment_gen = torch.Generator().manual_seed(seed + 1)
+    opt = make_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     total_steps = epochs * steps_per_epoch
     loss_fn = nn.CrossEntropyLoss()
     history = []
@@ -172,28 +247,42 @@ def train(model: nn.Module, train_data: Split, val_data: Split | None = None, te
         started = time.perf_counter()
         model.train()
         order = torch.randperm(len(train_data), generator=order_gen)
-        loss_sum, correct = 0.0, 0
-        for start in range(0, len(train_data), batch_size):
-            idx = order[start:start + batch_size]
+        loss_sum, correct, seen, skipped = 0.0, 0, 0, 0
+        for index in range(steps_per_epoch):
+            if window is not None and index == window[0] and on_window_start is not None:
+                on_window_start(epoch)
+            idx = order[index * batch_size:(index + 1) * batch_size]
             x, y = train_data.x[idx].to(device), train_data.y[idx].to(device)
-            step_lr = 0.5 * lr * (1 + math.cos(math.pi * step / total_steps))
+            if augment:
+                x = augment_batch(x, augment_gen)
+            step_lr = learning_rate(schedule, lr, step, total_steps)
             for group in opt.param_groups:
                 group["lr"] = step_lr
             opt.zero_grad(set_to_none=True)
             logits = model(x)
             loss = loss_fn(logits, y)
-            loss.backward()
-            opt.step()
             step += 1
+            if skip_nonfinite and not torch.isfinite(loss):
+                skipped += 1
+                continue
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
             loss_sum += float(loss.detach()) * len(idx)
+            seen += len(idx)
             correct += int((logits.detach().argmax(dim=1) == y).sum())
+        if window is not None and on_window_end is not None:
+            on_window_end(epoch)
         trained = time.perf_counter()
+        if seen == 0:
+            raise FloatingPointError(f"training diverged at epoch {epoch}: the loss of every step was not finite")
         val_acc = evaluate(model, val_data) if val_data is not None else None
         test_acc = evaluate(model, test_data) if test_data is not None else None
         done = time.perf_counter()
-        stats = EpochStats(epoch=epoch, train_loss=loss_sum / len(train_data), train_acc=correct / len(train_data),
+        stats = EpochStats(epoch=epoch, train_loss=loss_sum / seen, train_acc=correct / seen,
                            val_acc=val_acc, test_acc=test_acc, lr=step_lr, train_time_s=trained - started,
-                           eval_time_s=done - trained, wall_time_s=done - started)
+                           eval_time_s=done - trained, wall_time_s=done - started, skipped_steps=skipped)
         if not math.isfinite(stats.train_loss):
             raise FloatingPointError(f"training diverged at epoch {epoch}: loss {stats.train_loss}")
         history.append(stats)

@@ -36,12 +36,13 @@ _EXPORTS = {
     "predict_energy": "predictor",
     "evaluate": "evaluation", "learning_curve": "evaluation", "metrics": "evaluation",
     "plot_learning_curve": "evaluation",
+    "CurvePredictor": "curves", "evaluate_curves": "curves", "curves_of": "curves",
     "EpochScaling": "scaling", "scaling_errors": "scaling",
     "ALL_NB101_CELLS": "nb101_all", "module_hashes": "nb101_all", "space_cells": "nb101_all",
     "predicted_table": "nb101_all",
 }
 _ALIASES = {"predict": ("predictor", "predict_energy")}
-_SUBMODULES = ("base", "cli", "evaluation", "features", "models", "nb101_all", "predictor", "scaling",
+_SUBMODULES = ("base", "cli", "curves", "evaluation", "features", "models", "nb101_all", "predictor", "scaling",
                "train_default")
 
 __all__ = sorted([*_EXPORTS, *_ALIASES])
@@ -71,3 +72,11 @@ def ecnas_surrogates():
     from .models import BUILTIN_SURROGATES
 
     return list(BUILTIN_SURROGATES)
+
+
+@hookimpl
+def ecnas_curve_surrogates():
+    """The built-in learning-curve surrogates: bezier, gbm-epoch, pow3."""
+    from .curves import BUILTIN_CURVE_SURROGATES
+
+    return list(BUILTIN_CURVE_SURROGATES)

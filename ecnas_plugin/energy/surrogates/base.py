@@ -290,3 +290,50 @@ def _fit_variance(r: np.ndarray, d2: np.ndarray, offset: np.ndarray) -> tuple[fl
         if nll[j] < best[0]:
             best = (float(nll[j]), float(a), float(b_grid[j]))
     return best[1], best[2]
+
+
+class CurveSurrogate(ABC):
+    """Base class of every learning-curve surrogate plugin (``ecnas_curve_surrogates`` hook).
+
+    A curve surrogate learns, from configurations measured along an epoch fidelity, the
+    validation-accuracy curve and the training energy of any configuration at any epoch up to
+    the training budget, each with a σ (None where the model has none).
+    :class:`~ecnas_plugin.energy.surrogates.curves.CurvePredictor` holds one with its context.
+
+    Inputs: ``X`` (n configurations × k features of the space), ``epochs`` (the E epochs of the
+    curves, 1..budget), ``acc`` (n × E validation accuracy) and ``energy`` (n × E cumulative kWh).
+    ``observes`` > 0: the model extrapolates a configuration's own first ``observes`` epochs (a
+    parametric curve), so ``predict`` needs them (``observed_acc``/``observed_energy``).
+    """
+
+    name: ClassVar[str]
+    observes: ClassVar[int] = 0
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, seed: int = 0, **params: Any):
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            from ecnas_plugin.errors import UnknownName
+
+            raise UnknownName(f"parameter of curve surrogate {self.name!r}", unknown[0], self.defaults)
+        self.seed = seed
+        self.params = {**self.defaults, **params}
+
+    @abstractmethod
+    def fit(self, X: np.ndarray, epochs: np.ndarray, acc: np.ndarray, energy: np.ndarray) -> CurveSurrogate:
+        """Learn from n measured configurations; returns self."""
+
+    @abstractmethod
+    def predict(self, X: np.ndarray, epochs: np.ndarray, observed_acc: np.ndarray | None = None,
+                observed_energy: np.ndarray | None = None) -> dict[str, np.ndarray | None]:
+        """``{"acc", "acc_sd", "energy_kwh", "energy_sd_kwh"}``, each n × len(epochs) (sd: None
+        without a σ) at ``epochs`` (any within 1..the training budget)."""
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """Everything needed to rebuild the fitted model, as JSON-able values (no pickle)."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, state: dict[str, Any]) -> CurveSurrogate:
+        """The model :meth:`state` describes."""
