@@ -331,11 +331,16 @@ class EnergyTable:
 
     # ------------------------------------------------------------------ slices
     def slice(self, epochs: int | None = None, dataset: str | None = None, hardware: str | None = None,
-              campaign: str | None = None, columns: Iterable[str] = SLICE_COLUMNS) -> TableSlice:
+              campaign: str | None = None, columns: Iterable[str] = SLICE_COLUMNS,
+              at_epoch: int | None = None) -> TableSlice:
         """Every configuration of the table at one (epoch budget, dataset, hardware, campaign):
         its repeats and their means. A part left out must have a single value in the table
         (else UnknownName lists the values to choose from); budgets, campaigns and hardware never
-        mix inside a slice. Search spaces, the NASLib bridge and traces all read tables this way."""
+        mix inside a slice. Search spaces, the NASLib bridge and traces all read tables this way.
+
+        ``at_epoch``: the runs of budget ``epochs`` as they stood after that epoch, from their
+        checkpoints (accuracies, cumulative energy and time; the learning-rate schedule is the
+        budget's: JAHS-Bench-201's epoch fidelity). Every run must have a checkpoint there."""
         rows = self.frame
         at: dict[str, object] = {}
         for col, value in (("epochs", epochs), ("dataset", dataset), ("hardware", hardware), ("campaign", campaign)):
@@ -349,6 +354,8 @@ class EnergyTable:
                 raise UnknownName(_WHAT.get(col, col), value, options, context=f"in table {self.name!r}")
             rows = rows[rows[col] == value]
             at[col] = value
+        if at_epoch is not None and at_epoch != at["epochs"]:
+            rows = self._at_epoch(rows, int(at_epoch))
         cols = [c for c in columns if c in rows.columns]
         rows = rows.sort_values(["arch_key", "repeat"], kind="stable")
         codes, keys = pd.factorize(rows["arch_key"], sort=True)
@@ -365,6 +372,27 @@ class EnergyTable:
                     means[c] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
         return TableSlice(self.name, self.space, int(at["epochs"]), str(at["dataset"]), str(at["hardware"]),
                           str(at["campaign"]), tuple(keys.tolist()), repeats, means)
+
+    def _at_epoch(self, rows: pd.DataFrame, epoch: int) -> pd.DataFrame:
+        """``rows`` with accuracies, energy and time replaced by their checkpoint after ``epoch``."""
+        cp = self.checkpoints
+        if cp is None:
+            raise UnknownName("epoch budget", epoch, sorted(rows["epochs"].unique().tolist()),
+                              context=f"in table {self.name!r} (it has no checkpoints to read epochs from)")
+        cp = cp[cp["epoch"] == float(epoch)].set_index(list(LOOKUP_KEY))
+        index = pd.MultiIndex.from_frame(rows[list(LOOKUP_KEY)])
+        missing = ~index.isin(cp.index)
+        if missing.any():
+            key = rows.loc[missing, "arch_key"].iloc[0]
+            raise UnknownName("checkpoint epoch", epoch, context=f"for {key} in table {self.name!r} (its runs "
+                                                                 f"record no checkpoint there)")
+        found = cp.loc[index]
+        out = rows.copy()
+        for column, source in (("val_acc", "val_acc"), ("test_acc", "test_acc"),
+                               ("train_energy_kwh", "energy_kwh"), ("train_time_s", "train_time_s")):
+            if source in found.columns:
+                out[column] = found[source].to_numpy()
+        return out
 
     def curve(self, arch_key: str, epochs: int | None = None, dataset: str | None = None,
               hardware: str | None = None, campaign: str | None = None, repeat: int = 0) -> pd.DataFrame | None:

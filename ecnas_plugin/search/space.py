@@ -10,10 +10,17 @@ several budgets, moves to an adjacent budget. Evaluating a point draws one of it
 (as NAS-Bench-101 does), so the optimizer sees a noisy accuracy, while the trace also keeps the
 repeat means ("true" values). A query at a budget returns accuracy, the energy to train to it and
 the recorded learning curve up to it (:meth:`TabularSpace.query`).
+
+With a curve surrogate (``predictor``, a :class:`~ecnas_plugin.energy.surrogates.curves.CurvePredictor`
+of the table's space) the search leaves the table: sampling and mutation range over the whole
+space, a configuration the table holds is looked up as before and any other is the surrogate's
+prediction, ``source = "predicted"`` in its evaluation and trace row (its "true" values are the
+prediction too; its training time is not predicted: NaN).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -78,7 +85,8 @@ class TabularSpace:
 
     def __init__(self, table: EnergyTable, space: SearchSpace | None = None,
                  epochs: int | Sequence[int] | None = None, name: str | None = None,
-                 dataset: str | None = None, hardware: str | None = None, campaign: str | None = None):
+                 dataset: str | None = None, hardware: str | None = None, campaign: str | None = None,
+                 predictor=None):
         if space is None:
             from ecnas_plugin.registry import get_registry
 
@@ -92,12 +100,19 @@ class TabularSpace:
         if epochs is None:
             epochs = [max(available)]
         budgets = sorted({space.fidelity(epochs=e)["epochs"] for e in ([epochs] if np.ndim(epochs) == 0 else epochs)})
+        # A budget the table has no runs of is read from the checkpoints of its longest runs
+        # (epoch e of a max-budget schedule), where the table has checkpoints there.
+        longest = max(available)
         for e in budgets:
-            if e not in available:
-                raise UnknownName("epoch budget", e, available, context=f"in table {table.name!r}")
+            if e not in available and (table.checkpoints is None or e > longest
+                                       or not (table.checkpoints["epoch"] == float(e)).any()):
+                raise UnknownName("epoch budget", e, available, context=f"in table {table.name!r} (nor an epoch its "
+                                                                        f"runs have checkpoints of)")
         self.budgets: tuple[int, ...] = tuple(budgets)
         self.slices: dict[int, TableSlice] = {
-            e: table.slice(epochs=e, dataset=dataset, hardware=hardware, campaign=campaign) for e in self.budgets}
+            e: (table.slice(epochs=e, dataset=dataset, hardware=hardware, campaign=campaign) if e in available else
+                table.slice(epochs=longest, dataset=dataset, hardware=hardware, campaign=campaign, at_epoch=e))
+            for e in self.budgets}
         keys = sorted(set().union(*(s.keys for s in self.slices.values())))
         for e, s in self.slices.items():
             missing = sorted(set(keys) - set(s.keys))
@@ -120,9 +135,22 @@ class TabularSpace:
         self.true_val_acc = np.concatenate([self.slices[e].means["val_acc"] for e in self.budgets])
         self.true_test_acc = np.concatenate([self.slices[e].means["test_acc"] for e in self.budgets])
         self.true_energy_kwh = np.concatenate([self.slices[e].means["train_energy_kwh"] for e in self.budgets])
+        self.predictor = predictor
+        if predictor is not None:
+            if predictor.context["space"] != space.name:
+                raise SchemaError(f"the curve model predicts space {predictor.context['space']!r}, the table "
+                                  f"{table.name!r} holds {space.name!r}", column="space")
+            too_long = [e for e in self.budgets if e > predictor.budget]
+            if too_long:
+                raise UnknownName("epoch budget", too_long[0], list(range(1, predictor.budget + 1)),
+                                  context="(the curve model learnt no further)")
+            space.require("sample", flow="a search beyond a table")
+            self.name = name or f"{table.name}+{predictor.context.get('model', 'surrogate')}"
+        self._predicted: dict[Point, Evaluation] = {}
 
     def __len__(self) -> int:
-        return len(self.points)
+        # with a surrogate, the whole space: no search runs out of configurations
+        return len(self.points) if self.predictor is None else 2**62
 
     def __repr__(self) -> str:
         return f"TabularSpace({self.name!r}, configurations={len(self.keys)}, budgets={list(self.budgets)})"
@@ -148,6 +176,8 @@ class TabularSpace:
             epochs = self.budgets[0]
         p = Point(key, int(epochs))
         if p not in self._index:
+            if self.predictor is not None and int(epochs) in self.budgets:
+                return p
             if key not in self.key_set:
                 raise UnknownName(f"{self.adapter.name} configuration", key, context=f"in table {self.table.name!r}")
             raise UnknownName("epoch budget", epochs, self.budgets, context=f"of {self.name}")
@@ -163,12 +193,22 @@ class TabularSpace:
         """The space's text form of the point's configuration (computed once per configuration)."""
         text = self._described.get(point.key)
         if text is None:
-            text = self._described[point.key] = self.adapter.describe(self.archs[point.key])
+            text = self._described[point.key] = self.adapter.describe(self._arch(point.key))
         return text
+
+    def _arch(self, key: str) -> object:
+        arch = self.archs.get(key)
+        return self.adapter.decode(key) if arch is None else arch
 
     # ------------------------------------------------------------------ moves
     def sample(self, rng: np.random.Generator, exclude: set[Point] | frozenset[Point] = frozenset()) -> Point:
         """A uniformly random point not in ``exclude`` (points already evaluated)."""
+        if self.predictor is not None:
+            while True:
+                arch = self.adapter.sample(rng)
+                p = Point(self.adapter.canonical_key(arch), self.budgets[int(rng.integers(len(self.budgets)))])
+                if p not in exclude:
+                    return p
         if len(exclude) >= len(self.points):
             raise ValueError(f"every one of the {len(self)} points of {self.name} is excluded")
         while True:  # rejection: fast while most points are still free
@@ -184,7 +224,9 @@ class TabularSpace:
             i = self.budgets.index(point.epochs)
             steps = [j for j in (i - 1, i + 1) if 0 <= j < len(self.budgets)]
             return Point(point.key, self.budgets[steps[int(rng.integers(len(steps)))]])
-        arch = self.archs[point.key]
+        arch = self._arch(point.key)
+        if self.predictor is not None:
+            return Point(self.adapter.canonical_key(self.adapter.mutate(arch, rng)), point.epochs)
         try:
             child = self.adapter.mutate(arch, rng, self.key_set)
         except InvalidArchitecture as exc:
@@ -207,6 +249,8 @@ class TabularSpace:
         """Look the point up, drawing one measured repeat (no draw where there is one repeat)."""
         found = self._rows.get(point)
         if found is None:
+            if self.predictor is not None and point not in self._index:
+                return self._predict(point)
             found = self._row(point)
         repeats, true = found
         r = int(rng.random() * len(repeats)) if len(repeats) > 1 else 0
@@ -225,29 +269,58 @@ class TabularSpace:
         self._rows[point] = (repeats, true)
         return self._rows[point]
 
+    def _predict(self, point: Point) -> Evaluation:
+        """The curve surrogate's values of a configuration outside the table (cached per point)."""
+        found = self._predicted.get(point)
+        if found is None:
+            out = self.predictor.predict([self._arch(point.key)], [point.epochs])
+            val, test, energy = (float(out[c][0, 0]) for c in ("acc", "test_acc", "energy_kwh"))
+            found = self._predicted[point] = Evaluation(point, self.describe(point), 0, val, test, energy, math.nan,
+                                                        "predicted", val, test, energy)
+        return found
+
     def query(self, config: object, epochs: int | None = None) -> QueryResult:
-        """Value and cost of a configuration at a budget, with the curve up to it where recorded."""
+        """Value and cost of a configuration at a budget, with the curve up to it where recorded
+        (a predicted configuration: the surrogate's values and curve, source predicted)."""
         p = self.point(config, epochs)
+        if p not in self._index:
+            ev = self._predict(p)
+            curve = self.predictor.predict_frame([self._arch(p.key)], list(range(1, p.epochs + 1)))
+            return QueryResult(p, ev.val_acc, ev.test_acc, ev.train_energy_kwh, ev.train_time_s, ("predicted",), 0,
+                               curve.rename(columns={"epochs": "epoch", "train_energy_kwh": "energy_kwh"}))
         i = self._index[p]
         rec = self.slices[p.epochs].repeats[p.key]
         s = self.slices[p.epochs]
-        curve = self.table.curve(p.key, epochs=p.epochs, dataset=s.dataset, hardware=s.hardware, campaign=s.campaign)
+        curve = self.table.curve(p.key, epochs=s.epochs, dataset=s.dataset, hardware=s.hardware, campaign=s.campaign)
+        if curve is not None and s.epochs != p.epochs:  # a budget read from a longer run: its curve up to there
+            curve = curve[curve["epoch"] <= p.epochs].reset_index(drop=True)
         return QueryResult(p, float(self.true_val_acc[i]), float(self.true_test_acc[i]),
                            float(self.true_energy_kwh[i]), float(np.mean(rec["train_time_s"])),
                            tuple(sorted(set(rec["source"].tolist()))), len(rec["val_acc"]), curve)
 
 
-_CACHE: dict[tuple[str, tuple[int, ...] | int | None], TabularSpace] = {}
+_CACHE: dict[tuple, TabularSpace] = {}
 
 
-def load_space(name: str, epochs: int | Sequence[int] | None = None) -> TabularSpace:
+def load_space(name: str, epochs: int | Sequence[int] | None = None, surrogate: str | None = None) -> TabularSpace:
     """The table ``name`` (any registered table) as a search space, at ``epochs`` (one budget, a
-    list of budgets searched over, or None for the table's largest), built once per process."""
+    list of budgets searched over, or None for the table's largest), built once per process.
+    ``surrogate``: a curve model that extends the search to the whole space, either the folder of
+    a saved one or a registered curve surrogate's name (fitted here on the table, seed 0)."""
     from ecnas_plugin.api import load_table
 
-    cache_key = (name, tuple(epochs) if isinstance(epochs, (list, tuple)) else epochs)
+    cache_key = (name, tuple(epochs) if isinstance(epochs, (list, tuple)) else epochs, surrogate)
     if cache_key not in _CACHE:
-        _CACHE[cache_key] = TabularSpace(load_table(name), epochs=epochs, name=name)
+        table = load_table(name)
+        predictor = None
+        if surrogate is not None:
+            from pathlib import Path
+
+            from ecnas_plugin.energy.surrogates.curves import MODEL_FILE, CurvePredictor
+
+            if (Path(surrogate) / MODEL_FILE).is_file():
+                predictor = CurvePredictor.load(surrogate)
+            else:
+                predictor = CurvePredictor.fit(table, surrogate)
+        _CACHE[cache_key] = TabularSpace(table, epochs=epochs, name=name, predictor=predictor)
     return _CACHE[cache_key]
-
-

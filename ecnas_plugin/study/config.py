@@ -17,7 +17,10 @@ A space entry names any registered energy table (``ecnas tables``: EC-NAS's, a c
 ``user-<space>``, a plugin's) of any registered search space; it may override ``budgets`` and
 ``epochs``: one epoch budget (default: the table's largest), or a list of budgets that makes the
 budget a search dimension (each evaluation a (configuration, budget) pair, charged that
-budget's energy). A single-objective optimizer entry may override ``objectives``. Every unknown
+budget's energy), and ``surrogate``: a curve surrogate (a registered name such as ``bezier``,
+fitted on the table when a run starts, or a saved model's folder) that extends the search to the
+whole space, configurations outside the table predicted (``source = predicted`` in the trace).
+A single-objective optimizer entry may override ``objectives``. Every unknown
 name (table, optimizer, objective, parameter, key) is refused here with the list of what exists.
 
 NASLib's own optimizers run through the bridge when NASLib is installed: ``naslib:rs``,
@@ -72,6 +75,8 @@ class RunSpec:
     budget_evaluations: int | None
     budget_kwh: float | None
     seed: int
+    surrogate: str | None = None  # a curve model (name or folder): the search leaves the table
+
 
     @property
     def budget(self) -> Budget:
@@ -85,7 +90,10 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         """Readable and unique: a changed setting gives a new id, so resuming never reuses stale runs."""
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        fields = asdict(self)
+        if fields["surrogate"] is None:  # runs without one keep the ids they had before the field existed
+            del fields["surrogate"]
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
         optimizer = self.optimizer.replace(":", "-")  # naslib:re → a portable folder name
         return f"{self.space}_{optimizer}_{self.objective}_{self.budget.label}_s{self.seed}_{digest}"
 
@@ -153,6 +161,24 @@ def _epochs(value: object, key: str) -> int | tuple[int, ...] | None:
     return values[0] if len(values) == 1 else tuple(sorted(values))
 
 
+def _surrogate(value: object, table: str) -> str | None:
+    """A space entry's ``surrogate``: a registered curve surrogate's name (fitted on the table
+    when the run starts) or the folder of a saved curve model; the table's space must sample."""
+    if value is None:
+        return None
+    from ecnas_plugin.energy.surrogates.curves import MODEL_FILE, curve_surrogate_classes
+
+    key = f"spaces[{table}].surrogate"
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"a curve surrogate's name or a saved curve model's folder, got {value!r}")
+    if value not in curve_surrogate_classes() and not (Path(value) / MODEL_FILE).is_file():
+        raise UnknownName("curve surrogate", value, curve_surrogate_classes(),
+                          context=f"in {key} (nor a folder holding {MODEL_FILE})")
+    registry = get_registry()
+    registry.space(registry.table_spec(table).space).require("sample", flow=f"a search beyond table {table!r}")
+    return value
+
+
 def _objective(entry: object, key: str) -> tuple[str, str, dict]:
     """(label, name, params); the objective is built once here so bad parameters fail now."""
     name, params = _named(entry, key)
@@ -194,14 +220,15 @@ def parse_study(data: dict, *, where: str = "study config") -> Study:
         tables = get_registry().items["tables"]
         if sname not in tables:
             raise UnknownName("energy table", sname, tables, context="in spaces (a space entry names a table)")
-        if sname in (s for s, _, _ in spaces):
+        if sname in (s[0] for s in spaces):
             raise ConfigError("spaces", f"table {sname!r} is listed twice; give several budgets as one "
                                         f"entry's epochs list")
-        _unknown_keys(rest, ("epochs", "budgets"), f"spaces[{sname}]")
+        _unknown_keys(rest, ("epochs", "budgets", "surrogate"), f"spaces[{sname}]")
         budgets = _budgets(rest["budgets"], f"spaces[{sname}].budgets") if "budgets" in rest else default_budgets
         if budgets is None:
             raise ConfigError("budgets", f"space {sname!r} has no budget: give budgets at top level or in the space")
-        spaces.append((sname, _epochs(rest.get("epochs"), f"spaces[{sname}].epochs"), budgets))
+        surrogate = _surrogate(rest.get("surrogate"), sname)
+        spaces.append((sname, _epochs(rest.get("epochs"), f"spaces[{sname}].epochs"), budgets, surrogate))
 
     optimizers = []
     for entry in _list(data.get("optimizers"), "optimizers"):
@@ -233,7 +260,10 @@ def parse_study(data: dict, *, where: str = "study config") -> Study:
         optimizers.append((oname, params, objectives))
 
     naslib_optimizers = [o for o, _, _ in optimizers if naslib_runs.is_naslib(o)]
-    for sname, epochs, _ in spaces:
+    for sname, epochs, _, surrogate in spaces:
+        if naslib_optimizers and surrogate is not None:
+            raise ConfigError(f"spaces[{sname}].surrogate", "NASLib optimizers search a table through the bridge; "
+                                                          "a surrogate-extended space is for the built-in ones")
         if naslib_optimizers:
             flow = f"NASLib optimizers ({', '.join(naslib_optimizers)}) on table {sname!r}"
             get_registry().space(get_registry().table_spec(sname).space).require("naslib", flow=flow)
@@ -251,7 +281,7 @@ def parse_study(data: dict, *, where: str = "study config") -> Study:
 
     cells = []
     labels: dict[str, tuple[str, dict]] = {}
-    for sname, epochs, budgets in spaces:
+    for sname, epochs, budgets, surrogate in spaces:
         for oname, oparams, objectives in optimizers:
             for label, objname, objparams in objectives:
                 if labels.setdefault(label, (objname, objparams)) != (objname, objparams):
@@ -259,12 +289,12 @@ def parse_study(data: dict, *, where: str = "study config") -> Study:
                 for budget in budgets:
                     for seed in seeds:
                         cells.append(RunSpec(sname, epochs, oname, dict(oparams), label, objname, dict(objparams),
-                                          budget.evaluations, budget.search_kwh, seed))
+                                          budget.evaluations, budget.search_kwh, seed, surrogate))
     ids = [c.run_id for c in cells]
     if len(set(ids)) != len(ids):
         raise ConfigError("the study config", "the grid repeats a run (duplicate space, optimizer or seed)")
     if naslib_optimizers:
-        naslib_runs.require(naslib_optimizers, [s for s, _, _ in spaces])  # the last check: every other mistake first
+        naslib_runs.require(naslib_optimizers, [s[0] for s in spaces])  # the last check: every other mistake first
     output = Path(data.get("output", Path("studies") / name))
     return Study(name=name, description=str(data.get("description", "")), output=output,
                  runs=tuple(cells), workers=workers, source=data)

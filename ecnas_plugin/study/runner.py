@@ -57,7 +57,7 @@ def _objective(spec: RunSpec):
 def execute_run(spec: RunSpec, out_dir: str) -> dict:
     """Run one grid cell and store its trace and summary in ``out_dir/runs/<run_id>``."""
     start = time.perf_counter()
-    space = load_space(spec.space, spec.epochs)
+    space = load_space(spec.space, spec.epochs, spec.surrogate)
     folder = Path(out_dir) / RUNS_DIR / spec.run_id
     folder.mkdir(parents=True, exist_ok=True)
     if naslib_runs.is_naslib(spec.optimizer):
@@ -126,7 +126,7 @@ def run_study(study: Study, out_dir: Path | None = None, executor: str = "local"
          "runs": [s.to_dict() | {"run_id": s.run_id} for s in study.runs]}, indent=2, default=str).encode())
     pending = [s for s in study.runs if not is_finished(s, out_dir)]
     # Build each space's table cache once here, so parallel workers do not all build it at once.
-    for name in sorted({(s.space, s.epochs) for s in pending}, key=str):
+    for name in sorted({(s.space, s.epochs, s.surrogate) for s in pending}, key=str):
         load_space(*name)
     workers = workers or study.workers
     runner = _local(pending, out_dir, workers) if executor == "local" else _ray(pending, out_dir, workers)

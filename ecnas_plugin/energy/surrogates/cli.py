@@ -35,10 +35,60 @@ def _load(model_dir: Path | None):
     return default_predictor() if model_dir is None else Predictor.load(model_dir)
 
 
+def _table(table: str):
+    """A registered table by name, or the folder of a saved table."""
+    from ecnas_plugin.api import load_table
+    from ecnas_plugin.table import EnergyTable
+
+    path = Path(table)
+    return EnergyTable.load(path) if (path / "manifest.json").is_file() else load_table(table)
+
+
+def _is_curve_model(name: str) -> bool:
+    from .curves import curve_surrogate_classes
+
+    return name in curve_surrogate_classes()
+
+
+def _is_curve_dir(folder: Path | None) -> bool:
+    from .curves import MODEL_FILE
+
+    return folder is not None and (Path(folder) / MODEL_FILE).is_file()
+
+
+def _curve_table(args: argparse.Namespace):
+    """The table's measured curves at one budget (its largest, or ``--epochs``)."""
+    table = _table(args.table)
+    budgets = sorted(table.frame["epochs"].unique())
+    budget = args.epochs or int(budgets[-1])
+    keys = table.frame.loc[table.frame["epochs"] == budget, "arch_key"]
+    return table.subset(keys) if len(budgets) > 1 else table
+
+
+def _curve_fit(args: argparse.Namespace) -> int:
+    """Fit a curve surrogate on a share of the table's configurations; metrics on the rest."""
+    from .curves import CurvePredictor, curves_of, evaluate_curves, split_curves
+
+    table = _curve_table(args)
+    curves = curves_of(table)
+    train, test = split_curves(curves, args.test_fraction, args.seed)
+    if args.train_cells:
+        train = train[: args.train_cells]
+    predictor = CurvePredictor.fit(table, args.model, seed=args.seed, only=[curves.keys[i] for i in train])
+    if len(test) >= 3:
+        predictor.metrics = {"held_out": evaluate_curves(predictor, curves.subset(test))}
+    predictor.save(args.out)
+    print(json.dumps({"saved": str(args.out), "model": args.model, **predictor.context, **predictor.metrics}, indent=2))
+    return 0
+
+
 def fit_command(args: argparse.Namespace) -> int:
     """Fit on a table's measured rows (one budget), hold out cells, print and save metrics."""
     from .evaluation import evaluate, split
     from .predictor import fit
+
+    if _is_curve_model(args.model):
+        return _curve_fit(args)
 
     frame = _frame(args.table, args.epochs)
     train, test = split(frame, args.test_fraction, args.seed)
@@ -59,6 +109,12 @@ def eval_command(args: argparse.Namespace) -> int:
     """Metrics of a saved (or the shipped) model on a table's cells it never saw; learning curve."""
     from .evaluation import evaluate, learning_curve, plot_learning_curve
 
+    if _is_curve_dir(args.model_dir):
+        from .curves import CurvePredictor, curves_of, evaluate_curves
+
+        metrics = evaluate_curves(CurvePredictor.load(args.model_dir), curves_of(_curve_table(args)))
+        print(json.dumps({"metrics": metrics}, indent=2))
+        return 0
     frame = _frame(args.table, args.epochs)
     out = {}
     if not args.curve_only:
@@ -107,6 +163,10 @@ def predict_command(args: argparse.Namespace) -> int:
         texts += [(f"--input {args.input} line {i}", line.strip()) for i, line in enumerate(lines, 1) if line.strip()]
     if not texts and not args.all:
         return _fail("--arch", "no architecture given; pass --arch (repeatable), --input FILE or --all --out DIR")
+    if _is_curve_dir(args.model_dir):
+        return _curve_predict(args, texts)
+    if args.epochs is not None:
+        return _fail("--epochs", "is for curve models (an energy model predicts its own budget)")
     try:
         predictor = _load(args.model_dir)
     except (EcnasError, ValueError, OSError) as exc:
@@ -136,6 +196,33 @@ def predict_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _curve_predict(args: argparse.Namespace, texts: list[tuple[str, str]]) -> int:
+    """Predicted curve values (source=predicted, σ) of configurations at ``--epochs``."""
+    from ecnas_plugin.errors import EcnasError
+
+    from .curves import CurvePredictor
+
+    if args.all:
+        return _fail("--all", "a curve model's space has no finite list of configurations to predict")
+    try:
+        predictor = CurvePredictor.load(args.model_dir)
+    except (EcnasError, ValueError, OSError) as exc:
+        return _fail("--model-dir", exc)
+    space = predictor.space
+    archs = []
+    for where, text in texts:
+        try:
+            archs.append(space.arch(text))
+        except EcnasError as exc:
+            return _fail(where, exc)
+    try:
+        frame = predictor.predict_frame(archs, args.epochs)
+    except EcnasError as exc:
+        return _fail("--epochs", exc)
+    print(frame.to_json(orient="records", indent=2) if args.format == "json" else frame.to_csv(index=False), end="")
+    return 0
+
+
 def _predict_all(predictor, args: argparse.Namespace) -> int:
     """``--all``: every NB101 cell, predicted, saved as an EnergyTable in ``args.out``."""
     import time
@@ -158,10 +245,11 @@ def _predict_all(predictor, args: argparse.Namespace) -> int:
 
 
 def _surrogate_name(name: str) -> str:
-    """An argparse type: a registered surrogate model's name."""
+    """An argparse type: a registered surrogate model's name (energy or curve surrogate)."""
+    from .curves import curve_surrogate_classes
     from .predictor import surrogate_classes
 
-    known = sorted(surrogate_classes())
+    known = sorted({*surrogate_classes(), *curve_surrogate_classes()})
     if name not in known:
         raise argparse.ArgumentTypeError(f"unknown surrogate model {name!r}; available: {', '.join(known)}")
     return name
@@ -178,8 +266,9 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     f = sub.add_parser("fit", help="train a surrogate on a table's measured energies")
     f.add_argument("--table", default="ecnas-5v", help="table name, or the folder of a saved table")
     f.add_argument("--epochs", type=int_at_least(1), help="budget to learn (default: the table's smallest)")
-    f.add_argument("--model", default="additive", type=models, help="a registered surrogate model (additive, "
-                                                                    "lightgbm, mlp, ensemble, ...)")
+    f.add_argument("--model", default="additive", type=models,
+                   help="a registered surrogate model: energy (additive, lightgbm, mlp, ensemble, ...) or "
+                        "learning curve (bezier, gbm-epoch, pow3: the table's curves, at its largest budget)")
     f.add_argument("--train-cells", type=int_at_least(1), help="train on at most this many cells")
     f.add_argument("--test-fraction", type=fraction(open_low=False), default=0.4,
                    help="share of cells held out for the metrics, in [0, 1)")
@@ -208,6 +297,8 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--input", type=Path, help="file with one architecture per line")
     q.add_argument("--model-dir", type=Path, help="saved model folder (default: the shipped model)")
     q.add_argument("--format", choices=("csv", "json"), default="csv")
+    q.add_argument("--epochs", type=int_at_least(1), nargs="+",
+                   help="curve models: the epochs to predict (default: the budget the model learnt)")
     q.add_argument("--all", action="store_true",
                    help="every configuration of the model's space as a predicted table (source=predicted, σ, "
                         "arch_text) written to --out (NB101: all 423,624 cells in about 20 s); load it with "

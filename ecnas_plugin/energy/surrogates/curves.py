@@ -189,6 +189,30 @@ class _Sd:
         return self.scale * np.sqrt(self.a + self.b * np.asarray(d) ** 2 + np.asarray(j) ** 2)
 
 
+@dataclass
+class _SdByEpoch:
+    """One :class:`_Sd` per epoch of the curve: errors grow along a curve (every configuration
+    starts near chance), so one pooled σ would be too wide early and too narrow at the end."""
+
+    per_epoch: list[_Sd]
+
+    @classmethod
+    def fit(cls, resid: np.ndarray, d: np.ndarray, j: np.ndarray) -> _SdByEpoch:
+        """``resid``, ``d``, ``j``: n configurations × E epochs."""
+        return cls([_Sd.fit(resid[:, e], d[:, e], j[:, e]) for e in range(resid.shape[1])])
+
+    def __call__(self, d: np.ndarray, j: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+        """σ at ``epochs`` (1-based) for n × len(epochs) distances and jackknife sds."""
+        return np.column_stack([self.per_epoch[int(e) - 1](d[:, i], j[:, i]) for i, e in enumerate(epochs)])
+
+    def state(self) -> list[dict[str, float]]:
+        return [vars(sd) for sd in self.per_epoch]
+
+    @classmethod
+    def from_state(cls, state: list[dict[str, float]]) -> _SdByEpoch:
+        return cls([_Sd(**sd) for sd in state])
+
+
 def _jackknife_sd(members: np.ndarray) -> np.ndarray:
     """sqrt(K - 1) × the sd over K member predictions (axis 0)."""
     return np.sqrt(max(len(members) - 1, 1)) * members.std(axis=0)
@@ -289,7 +313,7 @@ class BezierCurves(CurveSurrogate):
         for k in range(folds):
             dist[fold == k] = _knn_distance(Z[fold != k], Z[fold == k], SD_NEIGHBOURS)
         spread = _jackknife_sd(self._member_curves(X, x))
-        self.acc_sd = _Sd.fit(acc - oof_curves, np.repeat(dist[:, None], len(x), axis=1), spread)
+        self.acc_sd = _SdByEpoch.fit(acc - oof_curves, np.repeat(dist[:, None], len(x), axis=1), spread)
         self.energy = _LogEnergyPerEpoch(self.params, folds, self.seed).fit(X, energy[:, -1] / self.budget, Z)
         return self
 
@@ -316,7 +340,7 @@ class BezierCurves(CurveSurrogate):
         x = np.asarray(epochs, float) / self.budget
         curves = self._member_curves(X, x)
         d = _knn_distance(self.train_Z, self.scaler(X), SD_NEIGHBOURS)
-        acc_sd = self.acc_sd(np.repeat(d[:, None], len(x), axis=1), _jackknife_sd(curves))
+        acc_sd = self.acc_sd(np.repeat(d[:, None], len(x), axis=1), _jackknife_sd(curves), np.asarray(epochs))
         per_epoch, rel = self.energy.predict(X, d)
         energy, energy_sd = _energy_out(per_epoch, rel, epochs)
         return {"acc": curves.mean(axis=0), "acc_sd": acc_sd, "energy_kwh": energy, "energy_sd_kwh": energy_sd}
@@ -325,7 +349,7 @@ class BezierCurves(CurveSurrogate):
         return {"params": {**self.params, "degrees": list(self.params["degrees"])}, "seed": self.seed,
                 "budget": self.budget, "degree": self.degree, "validation_rmse": self.validation_rmse,
                 "scaler": {"mean": self.scaler.mean.tolist(), "sd": self.scaler.sd.tolist()},
-                "train_Z": self.train_Z.tolist(), "acc_sd": vars(self.acc_sd),
+                "train_Z": self.train_Z.tolist(), "acc_sd": self.acc_sd.state(),
                 "members": [[_booster_text(b) for b in boosters] for boosters in self.members],
                 "energy": self.energy.state()}
 
@@ -336,7 +360,7 @@ class BezierCurves(CurveSurrogate):
         out.budget, out.degree, out.validation_rmse = state["budget"], state["degree"], state["validation_rmse"]
         out.scaler = _Standardiser(np.array(state["scaler"]["mean"]), np.array(state["scaler"]["sd"]))
         out.train_Z = np.array(state["train_Z"])
-        out.acc_sd = _Sd(**state["acc_sd"])
+        out.acc_sd = _SdByEpoch.from_state(state["acc_sd"])
         out.members = [[_booster(t) for t in boosters] for boosters in state["members"]]
         out.energy = _LogEnergyPerEpoch.from_state(state["energy"], out.params, int(out.params["folds"]), out.seed)
         return out
@@ -374,7 +398,9 @@ class GbmEpochCurves(CurveSurrogate):
             dist[test] = np.repeat(_knn_distance(Z[cfg_fold != k], Z[cfg_fold == k], SD_NEIGHBOURS), len(epochs))
         ja = _jackknife_sd(np.stack([m.predict(R) for m in self.acc_members]))
         je = _jackknife_sd(np.stack([m.predict(R) for m in self.energy_members]))
-        self.acc_sd, self.energy_sd = _Sd.fit(ya - oof_a, dist, ja), _Sd.fit(ye - oof_e, dist, je)
+        grid = (len(X), len(epochs))
+        self.acc_sd = _SdByEpoch.fit((ya - oof_a).reshape(grid), dist.reshape(grid), ja.reshape(grid))
+        self.energy_sd = _Sd.fit(ye - oof_e, dist, je)
         return self
 
     def predict(self, X, epochs, observed_acc=None, observed_energy=None):
@@ -385,14 +411,15 @@ class GbmEpochCurves(CurveSurrogate):
         a = np.stack([m.predict(R) for m in self.acc_members])
         e = np.stack([m.predict(R) for m in self.energy_members])
         energy = np.exp(e.mean(axis=0))
-        return {"acc": a.mean(axis=0).reshape(shape), "acc_sd": self.acc_sd(d, _jackknife_sd(a)).reshape(shape),
+        acc_sd = self.acc_sd(d.reshape(shape), _jackknife_sd(a).reshape(shape), np.asarray(epochs))
+        return {"acc": a.mean(axis=0).reshape(shape), "acc_sd": acc_sd,
                 "energy_kwh": energy.reshape(shape),
                 "energy_sd_kwh": (energy * self.energy_sd(d, _jackknife_sd(e))).reshape(shape)}
 
     def state(self):
         return {"params": self.params, "seed": self.seed, "budget": self.budget,
                 "scaler": {"mean": self.scaler.mean.tolist(), "sd": self.scaler.sd.tolist()},
-                "train_Z": self.train_Z.tolist(), "acc_sd": vars(self.acc_sd), "energy_sd": vars(self.energy_sd),
+                "train_Z": self.train_Z.tolist(), "acc_sd": self.acc_sd.state(), "energy_sd": vars(self.energy_sd),
                 "acc_members": [_booster_text(m) for m in self.acc_members],
                 "energy_members": [_booster_text(m) for m in self.energy_members]}
 
@@ -402,7 +429,7 @@ class GbmEpochCurves(CurveSurrogate):
         out.budget = state["budget"]
         out.scaler = _Standardiser(np.array(state["scaler"]["mean"]), np.array(state["scaler"]["sd"]))
         out.train_Z = np.array(state["train_Z"])
-        out.acc_sd, out.energy_sd = _Sd(**state["acc_sd"]), _Sd(**state["energy_sd"])
+        out.acc_sd, out.energy_sd = _SdByEpoch.from_state(state["acc_sd"]), _Sd(**state["energy_sd"])
         out.acc_members = [_booster(t) for t in state["acc_members"]]
         out.energy_members = [_booster(t) for t in state["energy_members"]]
         return out
@@ -425,7 +452,9 @@ class Pow3Curves(CurveSurrogate):
         return self
 
     def predict(self, X, epochs, observed_acc=None, observed_energy=None):
-        from scipy.optimize import curve_fit
+        import warnings
+
+        from scipy.optimize import OptimizeWarning, curve_fit
 
         if observed_acc is None or observed_energy is None:
             raise ValueError(f"pow3 extrapolates a configuration's own first {self.observes} epochs: give them")
@@ -433,8 +462,10 @@ class Pow3Curves(CurveSurrogate):
         acc = np.empty((len(observed_acc), len(epochs)))
         for i, y in enumerate(np.asarray(observed_acc, float)):
             try:
-                p, _ = curve_fit(pow3, seen, y, p0=(y[-1], max(y[-1] - y[0], 1e-3), 0.5),
-                                 bounds=([0.0, -1.0, 0.0], [1.0, 1.0, 5.0]), maxfev=2000)
+                with warnings.catch_warnings():  # 3 points, 3 parameters: no covariance, by design
+                    warnings.simplefilter("ignore", OptimizeWarning)
+                    p, _ = curve_fit(pow3, seen, y, p0=(y[-1], max(y[-1] - y[0], 1e-3), 0.5),
+                                     bounds=([0.0, -1.0, 0.0], [1.0, 1.0, 5.0]), maxfev=2000)
                 acc[i] = np.clip(pow3(epochs, *p), 0.0, 1.0)
             except RuntimeError:  # no fit: the last observation holds
                 acc[i] = y[-1]
@@ -467,10 +498,11 @@ def curve_surrogate_classes() -> dict[str, type[CurveSurrogate]]:
 class CurvePredictor:
     """A fitted curve surrogate with its context; predicts configurations of its space."""
 
-    model: CurveSurrogate
+    model: CurveSurrogate  # validation accuracy and energy
     context: dict[str, Any]
     feature_names: list[str]
     metrics: dict[str, Any] = field(default_factory=dict)
+    test_model: CurveSurrogate | None = None  # test accuracy (its energy is not used)
 
     @property
     def space(self):
@@ -508,13 +540,16 @@ class CurvePredictor:
         space.require("features", flow="a curve surrogate")
         archs = space.archs_of(frame)
         X, names = space.features([archs[k] for k in curves.keys])
-        fitted = classes[model](seed=seed, **params).fit(np.asarray(X, float), curves.epochs, curves.acc, curves.energy)
+        X = np.asarray(X, float)
+        fitted = classes[model](seed=seed, **params).fit(X, curves.epochs, curves.acc, curves.energy)
+        # test accuracy has its own model: a prediction never passes validation accuracy off as test
+        test_model = classes[model](seed=seed + 1, **params).fit(X, curves.epochs, curves.test_acc, curves.energy)
         context = {"space": space_name, "campaign": "+".join(sorted(frame["campaign"].unique())),
                    "dataset": "+".join(sorted(frame["dataset"].unique())),
                    "hardware": "+".join(sorted(frame["hardware"].unique())), "budget": int(curves.epochs[-1]),
                    "energy_source": sources[0], "table": table.name, "configurations": len(curves.keys),
                    "feature_set": space.feature_set or "", "model": model}
-        return cls(fitted, context, list(names))
+        return cls(fitted, context, list(names), test_model=test_model)
 
     def _X(self, configs) -> tuple[list[str], np.ndarray]:
         space = self.space
@@ -546,7 +581,13 @@ class CurvePredictor:
                 raise ValueError(f"{self.model.name} needs each configuration's first {self.model.observes} epochs")
             kw = {"observed_acc": observed.acc[:, :self.model.observes],
                   "observed_energy": observed.energy[:, :self.model.observes]}
-        return {"keys": keys, "epochs": e, **self.model.predict(X, e, **kw)}
+        out = {"keys": keys, "epochs": e, **self.model.predict(X, e, **kw)}
+        if self.test_model is not None:
+            if self.model.observes:
+                kw["observed_acc"] = observed.test_acc[:, :self.model.observes]
+            test = self.test_model.predict(X, e, **kw)
+            out["test_acc"], out["test_acc_sd"] = test["acc"], test["acc_sd"]
+        return out
 
     def predict_frame(self, configs, epochs=None):
         """One row per configuration and epoch: val_acc, val_acc_sd, train_energy_kwh,
@@ -557,7 +598,11 @@ class CurvePredictor:
         n, E = len(out["keys"]), len(out["epochs"])
         rows = {"space": self.context["space"], "arch_key": np.repeat(out["keys"], E),
                 "epochs": np.tile(out["epochs"], n), "source": "predicted",
-                "val_acc": out["acc"].ravel(), "train_energy_kwh": out["energy_kwh"].ravel()}
+                "val_acc": out["acc"].ravel(), "train_energy_kwh": out["energy_kwh"].ravel(),
+                # learnt from power-model estimates: the prediction is of an estimate, and says so
+                "energy_method": "estimated" if self.context.get("energy_source") == "estimated" else None}
+        if "test_acc" in out:
+            rows["test_acc"] = out["test_acc"].ravel()
         if out["acc_sd"] is not None:
             rows["val_acc_sd"] = out["acc_sd"].ravel()
         if out["energy_sd_kwh"] is not None:
@@ -569,7 +614,8 @@ class CurvePredictor:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         doc = {"format": CURVE_FORMAT, "model": self.model.name, "context": self.context,
-               "feature_names": self.feature_names, "metrics": self.metrics, "state": self.model.state()}
+               "feature_names": self.feature_names, "metrics": self.metrics, "state": self.model.state(),
+               "test_state": None if self.test_model is None else self.test_model.state()}
         tmp = folder / f".{MODEL_FILE}.tmp"
         tmp.write_text(json.dumps(doc, default=_json_default))
         tmp.replace(folder / MODEL_FILE)
@@ -589,8 +635,9 @@ class CurvePredictor:
         classes = curve_surrogate_classes()
         if doc["model"] not in classes:
             raise UnknownName("curve surrogate", doc["model"], classes)
-        out = cls(classes[doc["model"]].from_state(doc["state"]), doc["context"], doc["feature_names"],
-                  doc.get("metrics", {}))
+        model_class = classes[doc["model"]]
+        out = cls(model_class.from_state(doc["state"]), doc["context"], doc["feature_names"], doc.get("metrics", {}),
+                  None if doc.get("test_state") is None else model_class.from_state(doc["test_state"]))
         space = out.space
         if (space.feature_set or "") != out.context.get("feature_set", "") or \
                 list(space.features([])[1]) != out.feature_names:
