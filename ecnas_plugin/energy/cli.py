@@ -15,12 +15,14 @@ from pathlib import Path
 from ecnas_plugin.argtypes import float_at_least as _float_at_least
 from ecnas_plugin.argtypes import int_at_least as _int_at_least
 from ecnas_plugin.argtypes import name_int as _name_int
-from ecnas_plugin.errors import ConfigError, EcnasError, InvalidArchitecture, MissingCapability, UnknownName
+from ecnas_plugin.errors import (ConfigError, EcnasError, InvalidArchitecture, InvalidConfiguration, MissingCapability,
+                                 UnknownName)
 
 # CampaignSpec field -> the option that sets it (what an error message names)
 _OPTION_OF = {"name": "--name", "epochs": "--epochs", "repeats": "--repeats", "batch_size": "--batch-size",
               "synthetic_samples": "--synthetic-samples", "pue": "--pue", "lr": "--lr",
-              "torch_threads": "--threads", "archs": "--cells/--cells-file/--sample"}
+              "torch_threads": "--threads", "archs": "--cells/--cells-file/--sample",
+              "weight_decay": "--weight-decay", "window_steps": "--window-steps", "window_warmup": "--window-warmup"}
 
 
 class ArgumentError(EcnasError, ValueError):
@@ -88,16 +90,18 @@ def _cmd_measure(args: argparse.Namespace) -> int:
         spec = CampaignSpec(
             name=args.name, space=space.name, archs=tuple(archs), epochs=args.epochs, dataset=args.dataset,
             meter=args.meter, pue=args.pue, hardware=args.hardware or "", repeats=args.repeats, seed=args.seed,
-            batch_size=args.batch_size, lr=args.lr, network=_pairs(args.network, "--network"),
+            batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
+            schedule=args.schedule, window_steps=args.window_steps, window_warmup=args.window_warmup,
+            network=_pairs(args.network, "--network"),
             synthetic_samples=args.synthetic_samples, data_root=str(args.data_root or ""),
             torch_threads=args.threads, license=args.license, citation=args.citation)
     except ConfigError as exc:
         option = _OPTION_OF.get(exc.key, f"--{exc.key.replace('_', '-')}")
         raise ArgumentError(f"argument {option}: {str(exc).split(': ', 1)[-1]}") from None
     except UnknownName as exc:
-        option = {"meter": "--meter", "optimizer": "--optimizer"}.get(exc.what, "--network")
+        option = {"meter": "--meter", "optimizer": "--optimizer", "schedule": "--schedule"}.get(exc.what, "--network")
         raise ArgumentError(f"argument {option}: {exc}") from None
-    except InvalidArchitecture as exc:
+    except (InvalidArchitecture, InvalidConfiguration) as exc:
         raise ArgumentError(f"argument --cells/--cells-file: {exc}") from None
     out = args.out or datasets.folder_for(datasets.cache_dir() / "campaigns", spec.name, "campaign name")
     if args.executor == "local":  # on a cluster the workers' meters count, not the driver's
@@ -180,7 +184,16 @@ def add_subparsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=_int_at_least(1), default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_int_at_least(1), default=64)
-    p.add_argument("--lr", type=_float_at_least(0.0, strict=True), default=0.1)
+    p.add_argument("--lr", type=_float_at_least(0.0, strict=True), default=0.1,
+                   help="learning rate (where the space's configurations do not fix their own)")
+    p.add_argument("--optimizer", default="sgd", help="sgd, adam or adamw (likewise)")
+    p.add_argument("--weight-decay", type=_float_at_least(0.0), default=5e-4, help="(likewise)")
+    p.add_argument("--schedule", default="cosine", help="cosine, exponential or linear (likewise)")
+    p.add_argument("--window-steps", type=_int_at_least(1), default=0, metavar="K",
+                   help="meter K training steps of each epoch (after --window-warmup) and scale them to the "
+                        "epoch: rows say source = scaled; each epoch trains only warmup + K steps (no accuracy)")
+    p.add_argument("--window-warmup", type=_int_at_least(0), default=0, metavar="W",
+                   help="steps of each epoch before the metered window")
     p.add_argument("--network", type=_name_int(), nargs="+", metavar="NAME=INT",
                    help="builder settings of the space (its network_defaults), e.g. C=16 N=5 (nasbench201) "
                         "or stem_channels=128 (nasbench101)")

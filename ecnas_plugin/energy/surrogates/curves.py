@@ -92,7 +92,7 @@ def curves_of(table) -> Curves:
             raise DataFormatError(where, None, f"{key} has no checkpoints") from None
         have = sorted(int(e) for e in rows.index)
         if have != list(epochs):
-            missing = sorted(set(epochs) - set(have))
+            missing = sorted(int(e) for e in set(epochs) - set(have))
             raise DataFormatError(where, None, f"the curve of {key} misses epoch(s) {missing[:5]}")
         for c in out:
             out[c][i] = rows[c].to_numpy(float)
