@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import EcnasError
+from .errors import EcnasError, UnknownName
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -62,11 +62,35 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predicted_query(args: argparse.Namespace) -> int:
+    """A configuration the table does not hold, from the curve model ``--surrogate`` (labelled)."""
+    from .energy.surrogates.curves import CurvePredictor
+
+    predictor = CurvePredictor.load(args.surrogate)
+    if predictor.context["space"] != args.space:
+        raise UnknownName("space of the curve model", args.space, [predictor.context["space"]])
+    epochs = [args.epochs] if args.epochs else list(range(1, predictor.budget + 1)) if args.curve else None
+    frame = predictor.predict_frame([args.arch], epochs)
+    if args.format == "json":
+        print(frame.to_json(orient="records", indent=2))
+        return 0
+    print(f"PREDICTED: table {args.table!r} does not hold this configuration; these values are the "
+          f"{predictor.context['model']} curve model's (σ in the *_sd columns), trained on "
+          f"{predictor.context['energy_source']} energies of {predictor.context['table']}", file=sys.stderr)
+    print(frame.drop(columns=["space", "arch_key"]).to_string(index=False))
+    return 0
+
+
 def _cmd_query(args: argparse.Namespace) -> int:
     from .api import query
 
-    rows = query(args.space, args.arch, table=args.table, dataset=args.dataset, epochs=args.epochs,
-                 hardware=args.hardware, campaign=args.campaign)
+    try:
+        rows = query(args.space, args.arch, table=args.table, dataset=args.dataset, epochs=args.epochs,
+                     hardware=args.hardware, campaign=args.campaign)
+    except UnknownName as exc:
+        if args.surrogate is None or "configuration" not in exc.what and "architecture" not in exc.what:
+            raise
+        return _predicted_query(args)
     if (rows["source"] == "estimated").any() and args.format != "json":  # json rows carry `source` themselves
         print(f"ESTIMATED: {int((rows['source'] == 'estimated').sum())} of these {len(rows)} energies come from a "
               "power model (no energy counter was read), not from a measurement", file=sys.stderr)
@@ -136,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--campaign")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--curve", action="store_true", help="also print each run's recorded learning curve")
+    p.add_argument("--surrogate", metavar="MODEL_DIR",
+                   help="a saved curve model (`ecnas surrogate fit --model bezier`): a configuration the table "
+                        "does not hold is predicted by it, labelled PREDICTED")
     p.set_defaults(func=_cmd_query)
 
     from .energy.cli import add_subparsers as add_energy

@@ -40,9 +40,11 @@ def ecnas_search_spaces():
 
     - ``dimensions``: one architecture dimension, hyperparameters and fidelities
       (:class:`~ecnas_plugin.adapters.base.Dimension`: typed, bounded, log-scaled or a grid). A
-      configuration's key is ``config_key(arch, hyperparameters)``: the arch key, then the
-      hyperparameters in declaration order; a fidelity (epochs, ...) is where it is evaluated,
-      never part of its key.
+      configuration's key is ``config_key(arch, values)``: the arch key, then the
+      hyperparameters in declaration order, then ``@name=value`` for each fidelity a whole run
+      is fixed at (resolution); epochs, the fidelity along a run's checkpoints, is where a key
+      is evaluated, never part of it. ``training_settings(arch)`` returns what a configuration
+      fixes about its own training (lr, optimizer, ...), overriding a campaign's defaults.
     - required: ``canonical_key(arch)`` and ``parse_arch(text)``, raising ``InvalidArchitecture``
       with the rule broken; ``describe(arch)`` (text that ``parse_arch`` reads back into a
       buildable architecture) and ``decode(key)`` where the key alone cannot rebuild it.
@@ -51,7 +53,8 @@ def ecnas_search_spaces():
       the canonical keys a search may visit, e.g. a table's), ``stratum(arch)`` (stratified
       measurement samples), ``build_network(arch, num_classes, **settings)`` with
       ``network_defaults`` (``ecnas measure``), ``features(archs)`` with a ``feature_set`` label
-      changed whenever the computation changes (surrogates) and ``naslib``
+      changed whenever the computation changes (surrogates), ``design(n, seed)`` (a
+      space-filling sample for campaigns) and ``naslib``
       (a :class:`~ecnas_plugin.adapters.base.NaslibMapping`, for the NASLib bridge). A flow calls
       ``space.require(capability, flow=...)`` before it starts, so a missing one is refused by
       name (``MissingCapability``) before anything runs.

@@ -157,3 +157,29 @@ def test_cli_fits_evaluates_and_predicts_the_joint_space(tmp_path, capsys):
     assert len(lines) == 3 and "predicted" in lines[1]
     assert main(["surrogate", "predict", "--model-dir", str(out), "--arch", cell, "--epochs", "12"]) == 2
     assert "--epochs" in capsys.readouterr().err
+
+
+
+def test_a_study_searches_beyond_the_table_with_a_saved_curve_model(bezier, tmp_path):
+    import pandas as pd
+
+    from ecnas_plugin.errors import UnknownName
+    from ecnas_plugin.study import ConfigError, parse_study, run_study, write_report
+
+    folder = str(bezier.save(tmp_path / "bezier"))
+    config = {"name": "joint", "spaces": [{"name": TABLE, "epochs": [3, 10], "surrogate": folder}],
+              "optimizers": ["random", "sms-emoa"], "budgets": [{"evaluations": 12}], "seeds": 1}
+    study = parse_study(config)
+    assert {r.surrogate for r in study.runs} == {folder}
+    out = run_study(study, out_dir=tmp_path / "study", workers=1, progress=False)
+    traces = [pd.read_parquet(f / "trace.parquet") for f in sorted((out / "runs").iterdir())]
+    assert all(len(t) == 12 for t in traces)
+    sources = set().union(*(set(t["source"]) for t in traces))
+    assert "predicted" in sources and sources <= {"predicted", "estimated"}
+    write_report(out)
+    assert (out / "report.html").is_file()
+    bad = {**config, "spaces": [{"name": TABLE, "surrogate": "splines"}]}
+    with pytest.raises(UnknownName, match="unknown curve surrogate 'splines'"):
+        parse_study(bad)
+    with pytest.raises(ConfigError, match="surrogate"):
+        parse_study({**config, "spaces": [{"name": TABLE, "surrogate": 3}]})

@@ -4,7 +4,8 @@ Every wrapper first looks for the run's :class:`RunState` in the optimizer's ``d
 none (energy off) it calls the original and does nothing else, so results are NASLib's own.
 With energy on:
 
-- ``<queryable space>.query``: ``Metric.VAL_ACCURACY`` asked by the optimizer returns the
+- ``<queryable space>.query`` (NASLib's, and that of tables served without a NASLib mapping,
+  :mod:`ecnas_plugin.naslib.tabular`): ``Metric.VAL_ACCURACY`` asked by the optimizer returns the
   energy-aware objective (scaled like NASLib's accuracies, ×100) and is recorded in the trace;
   in *truth mode* (below) it returns the true accuracy. A cell seen before costs a cached key,
   one dict lookup, ``a * acc + b`` and three list appends; a cell the energy table lacks is predicted
@@ -131,7 +132,7 @@ def _arch_key(graph: object) -> str:
 
 def _spec(graph: object) -> object:
     """What a surrogate predicts from (``NaslibMapping.spec_of_graph``; None when the key is enough)."""
-    return spaces.mapping_of(graph).spec_of_graph(graph)
+    return spaces.spec_of(graph)
 
 
 QUERY_PARAMS = ("self", "metric", "dataset", "path", "epoch", "full_lc", "dataset_api")
@@ -215,15 +216,16 @@ def make_state(optimizer: object, search_space: object, dataset_api: dict, confi
     """Resolve the energy section of ``config`` against the run's space and tables
     (:func:`ecnas_plugin.naslib.spaces.plan`: every refusal names its key)."""
     from ecnas_plugin.naslib.compat import provenance
+    from ecnas_plugin.naslib.tabular import NAME_KEY, SERVED_KEY
 
     checked = dataset_api.pop(spaces.PLAN_KEY, None)
     if checked is not None and checked.config is config:  # checked by the runner already
         return RunState(checked.energy, checked.source, seed=int(getattr(config, "seed", 0) or 0),
                         accuracy_scale=ACCURACY_SCALE, provenance=provenance())
-    bench = dataset_api.get("nb101_data")
-    served = dataset_api.get("ecnas_space")
-    if served is not None and getattr(bench, "subspace", None) is not None:
-        tgt = spaces.target(served)
+    bench = dataset_api.get(SERVED_KEY)
+    if bench is not None:  # a table served as the search space (subspace.py or tabular.py)
+        tgt = spaces.target(dataset_api[NAME_KEY])
+        spaces.check_optimizer(optimizer, tgt)  # a script driving NASLib itself: refused here
     else:
         space = spaces.for_graph_type(search_space.get_type())  # type: ignore[attr-defined]
         tgt = spaces.Target(space.naslib.search_space, space)  # type: ignore[union-attr]
@@ -463,13 +465,21 @@ def resolve(points: list[PatchPoint] | None = None) -> list[tuple[type, str, Cal
     return [(cls, attr, make) for (cls, attr), make in targets.items()]
 
 
+def own_targets() -> list[tuple[type, str, Callable]]:
+    """The bridge's own NASLib-compatible classes, wrapped like NASLib's (not patch points: they
+    cannot go missing): the ``query`` of tables served without a NASLib mapping (tabular.py)."""
+    from ecnas_plugin.naslib.tabular import graph_class
+
+    return [(graph_class(), "query", _wrap_query)]
+
+
 def patch() -> None:
-    """Wrap NASLib's classes, all or nothing (imports NASLib: call
-    :func:`ecnas_plugin.naslib.compat.apply` first). Every declared point is checked before the
-    first is wrapped; a wrapper that fails half-way undoes the ones already applied."""
+    """Wrap NASLib's classes and the bridge's own (:func:`own_targets`), all or nothing (imports
+    NASLib: call :func:`ecnas_plugin.naslib.compat.apply` first). Every declared point is checked
+    before the first is wrapped; a wrapper that fails half-way undoes the ones already applied."""
     if is_patched():
         return
-    targets = resolve()
+    targets = resolve() + own_targets()
     try:
         for cls, attr, make in targets:
             _patch(cls, attr, make)

@@ -1,10 +1,14 @@
 """``ecnas naslib run``: NASLib's own NAS runner (runners/nas/runner.py) with the bridge active.
 
-Differences from NASLib's runner, all additive: any registered NB101 energy table (``ecnas-4v``,
-``ecnas-5v``, ...) is available as ``search_space`` (its ``dataset_api`` comes from the table, no
-NASLib data file needed), only the chosen optimizer is built, the ``energy`` section is checked
-against the registered spaces and tables before NASLib loads any data
-(:func:`ecnas_plugin.naslib.spaces.plan`), and a summary is printed at the end.
+Differences from NASLib's runner, all additive: a registered energy table is available as
+``search_space`` (its ``dataset_api`` comes from the table, no NASLib data file needed): any NB101
+table (``ecnas-4v``, ``ecnas-5v``, ...) as a subspace of NASLib's NB101 space, and a table of a
+space without a NASLib mapping that offers ``sample`` and ``neighbours`` (``nb201-joint-flowers17-cpu``)
+through the bridge's own class (:mod:`ecnas_plugin.naslib.tabular`; RS, RE and LS only, the
+others refused up front by :func:`ecnas_plugin.naslib.spaces.check_optimizer`). Only the chosen
+optimizer is built, the ``energy`` section is checked against the registered spaces and tables
+before NASLib loads any data (:func:`ecnas_plugin.naslib.spaces.plan`), and a summary is printed
+at the end.
 """
 
 from __future__ import annotations
@@ -32,26 +36,28 @@ def _optimizer(name: str, config: object) -> object:
     return classes[name](config)
 
 
-def _search_space(config: object) -> tuple[object, dict]:
-    """The run's NASLib search space and ``dataset_api``; the ``energy`` section is checked first
-    (:func:`ecnas_plugin.naslib.spaces.plan`), so a bad energy table is a named ConfigError, never
-    a traceback from NASLib's data loading."""
-    from ecnas_plugin.naslib import spaces, subspace
+def _search_space(config: object, tgt: object) -> tuple[object, dict]:
+    """The run's NASLib search space and ``dataset_api`` for target ``tgt``
+    (:func:`ecnas_plugin.naslib.spaces.target` of its ``search_space``); the ``energy`` section is
+    checked first (:func:`ecnas_plugin.naslib.spaces.plan`), so a bad energy table is a named
+    ConfigError, never a traceback from NASLib's data loading."""
+    from ecnas_plugin.naslib import spaces, subspace, tabular
 
     name, dataset = config.search_space, config.dataset  # type: ignore[attr-defined]
     energy = energy_of_config(config)
-    tgt = spaces.target(name)
-    if tgt is not None and tgt.table is not None:  # a table served as a subspace: no NASLib data file
+    if tgt is not None and tgt.table is not None:  # a table served as a search space: no NASLib data file
+        serve = tabular.build_dataset_api if tgt.serving == spaces.TABULAR else subspace.build_dataset_api
         try:
-            api = subspace.build_dataset_api(tgt.table, epochs=energy.epochs if energy else None)
+            api = serve(tgt.table, epochs=energy.epochs if energy else None)
         except UnknownName as exc:
             if exc.what != "epoch budget":
                 raise ConfigError("search_space", f"table {tgt.table!r}: {exc}") from None
             raise ConfigError("energy.epochs", str(exc)) from None
         except EcnasError as exc:  # its data cannot be had here, or it cannot be served
             raise ConfigError("search_space", f"table {tgt.table!r} cannot be served as a search space: {exc}") from None
-        api[spaces.PLAN_KEY] = spaces.plan(config, tgt, served=api["nb101_data"])
-        return spaces.search_space(tgt.table), api
+        served = api[tabular.SERVED_KEY]
+        api[spaces.PLAN_KEY] = spaces.plan(config, tgt, served=served)
+        return spaces.search_space(tgt.table, served=served), api
     if energy is not None:
         if tgt is None:
             raise ConfigError("search_space", f"energy is not available for NASLib space {name!r}: no registered "
@@ -83,9 +89,14 @@ def search(config: object) -> dict:
 
     from ecnas_plugin.naslib.trace import FRONT_FILE
 
+    from ecnas_plugin.naslib import spaces
+
     energy = energy_of_config(config)
+    tgt = spaces.target(config.search_space)
+    if tgt is not None:  # an optimizer that cannot search the target is refused before anything is built
+        spaces.check_optimizer(config.optimizer, tgt)
     optimizer = _optimizer(config.optimizer, config)
-    space, dataset_api = _search_space(config)
+    space, dataset_api = _search_space(config, tgt)
     utils.set_seed(config.seed)
     optimizer.adapt_search_space(space, dataset_api=dataset_api)
     trainer = Trainer(optimizer, config, lightweight_output=True)

@@ -1,15 +1,22 @@
 """Which registered space and energy table a NASLib run uses, checked before NASLib loads any data.
 
 Nothing here names a space: every answer comes from the registered spaces' ``NaslibMapping``
-(``ecnas_plugin.adapters.base``). A NASLib config's ``search_space`` is either
+(``ecnas_plugin.adapters.base``) and capabilities. A NASLib config's ``search_space`` is either
 
 - the name of one of NASLib's own spaces that a registered space maps onto
   (``NaslibMapping.search_space``, e.g. ``nasbench101``, ``nasbench201``): NASLib's own graphs and
   data file give the accuracies, an energy table of that space gives the energy; or
-- the name of a registered energy table whose space maps onto NASLib's NB101 graphs (e.g.
-  ``ecnas-4v``, ``ecnas-5v``, or a user's contributed NB101 table): the table's cells are served
-  as an EC-NAS-style subspace (:mod:`ecnas_plugin.naslib.subspace`), accuracy and energy from the
-  table, no NASLib data file needed.
+- the name of a registered energy table, served as a search space (accuracy and energy from the
+  table, no NASLib data file needed):
+
+  - a table whose space maps onto NASLib's NB101 graphs (e.g. ``ecnas-4v``, ``ecnas-5v``, or a
+    user's contributed NB101 table): its cells as an EC-NAS-style subspace of NASLib's own NB101
+    space (:mod:`ecnas_plugin.naslib.subspace`, serving :data:`SUBSPACE`);
+  - a table whose space has no NASLib mapping but offers ``sample`` and ``neighbours`` (e.g.
+    ``nb201-joint-flowers17-cpu``): its configurations through the bridge's own NASLib-compatible
+    class (:mod:`ecnas_plugin.naslib.tabular`, serving :data:`TABULAR`), for NASLib's RS, RE and
+    LS; optimizers that encode architectures with NASLib's encoders are refused
+    (:func:`check_optimizer`).
 
 :func:`plan` resolves and checks a config's ``energy:`` section against that target — the table
 exists and holds the target's space, the slice (epochs, hardware, campaign) exists, and the table
@@ -62,8 +69,20 @@ def mapping_of(graph: object) -> NaslibMapping:
 
 
 def key_of(graph: object) -> str:
-    """The energy tables' canonical key of a NASLib graph."""
+    """The energy tables' canonical key of a NASLib graph (a configuration of a table served
+    without a mapping knows its own: ``table_key()``)."""
+    own = getattr(graph, "table_key", None)
+    if own is not None:
+        return own()
     return mapping_of(graph).key_of_graph(graph)
+
+
+def spec_of(graph: object) -> object:
+    """What an energy surrogate predicts from (``NaslibMapping.spec_of_graph``); None when the key
+    is enough, as for a configuration of a table served without a mapping (the space decodes it)."""
+    if getattr(graph, "table_key", None) is not None:
+        return None
+    return mapping_of(graph).spec_of_graph(graph)
 
 
 def forget() -> None:
@@ -71,18 +90,25 @@ def forget() -> None:
     _BY_TYPE.clear()
 
 
+# How a table named as search_space is served (Target.serving)
+SUBSPACE = "subspace"  # NB101 cells as a subclass of NASLib's NB101 space (subspace.py)
+TABULAR = "tabular"  # any other space with sample + neighbours: the bridge's own class (tabular.py)
+
+
 @dataclass(frozen=True)
 class Target:
-    """What a NASLib ``search_space`` names: the registered space, NASLib's space name, and the
-    served table (None: NASLib's own space and data)."""
+    """What a NASLib ``search_space`` names: the registered space, the served table (None:
+    NASLib's own space and data) and how it is served (:data:`SUBSPACE` or :data:`TABULAR`)."""
 
     name: str
     space: SearchSpace
     table: str | None = None
+    serving: str | None = None
 
     @property
-    def naslib_space(self) -> str:
-        return self.space.naslib.search_space  # type: ignore[union-attr]
+    def naslib_space(self) -> str | None:
+        """NASLib's name of the space (None for a space without a NASLib mapping)."""
+        return self.space.naslib.search_space if self.space.naslib is not None else None  # type: ignore[union-attr]
 
 
 def target(name: str) -> Target | None:
@@ -97,24 +123,70 @@ def target(name: str) -> Target | None:
         from ecnas_plugin.naslib.subspace import GRAPH_TYPE
 
         space = reg.space(reg.table_spec(name).space)
-        space.require("naslib", flow=f"search_space {name!r} (a table served as a NASLib search space)")
+        if not space.supports("naslib"):  # no NASLib graphs: the bridge's own class, by capabilities
+            space.require("sample", "neighbours", flow=f"search_space {name!r} (a table of a space without a "
+                                                       "NASLib mapping, served as a NASLib search space)")
+            return Target(name, space, table=name, serving=TABULAR)
         if space.naslib.graph_type != GRAPH_TYPE:  # type: ignore[union-attr]
             raise ConfigError("search_space", f"table {name!r} is space {space.name!r}: only tables of NASLib "
                               f"{GRAPH_TYPE!r} graphs can be served as search spaces (their accuracies answer "
                               f"NASLib's queries); search NASLib's own {space.naslib.search_space!r} with "  # type: ignore[union-attr]
                               f"energy.table: {name}")
-        return Target(name, space, table=name)
+        return Target(name, space, table=name, serving=SUBSPACE)
     return None
+
+
+def _serving(space: SearchSpace) -> str | None:
+    """How a table of ``space`` is served as a search space (None: it cannot be)."""
+    from ecnas_plugin.naslib.subspace import GRAPH_TYPE
+
+    if space.supports("naslib"):
+        return SUBSPACE if space.naslib.graph_type == GRAPH_TYPE else None  # type: ignore[union-attr]
+    return TABULAR if space.supports("sample") and space.supports("neighbours") else None
 
 
 def servable_tables() -> list[str]:
     """Registered tables a NASLib config may name as ``search_space``."""
-    from ecnas_plugin.naslib.subspace import GRAPH_TYPE
-
-    kinds = {s.name for s in mapped_spaces() if s.naslib.graph_type == GRAPH_TYPE}  # type: ignore[union-attr]
     import ecnas_plugin as ep
+    from ecnas_plugin.registry import get_registry
 
+    reg = get_registry()
+    kinds = {s.name for s in reg.items["spaces"].values() if _serving(s) is not None}
     return sorted(t.name for t in ep.list_tables() if t.space in kinds)
+
+
+# NASLib optimizers (config name -> class) whose predictors encode architectures with NASLib's
+# encoders (naslib.predictors.utils.encodings), which know only NASLib's own spaces' graphs.
+ENCODING_OPTIMIZERS = {"bananas": "Bananas", "npenas": "Npenas", "bp": "BasePredictor"}
+
+
+def check_optimizer(optimizer: str | object, tgt: Target) -> None:
+    """Refuse (ConfigError ``optimizer``), before anything runs, a NASLib optimizer that cannot
+    search ``tgt``: one that encodes architectures, on a table served without a NASLib mapping.
+    ``optimizer``: its config name (``bananas``) or the optimizer itself."""
+    if tgt.serving != TABULAR:
+        return
+    if isinstance(optimizer, str):
+        name = optimizer
+    else:  # an optimizer object: by its class or the NASLib class it subclasses
+        classes = {c.__name__ for c in type(optimizer).__mro__}
+        name = next((n for n, c in ENCODING_OPTIMIZERS.items() if c in classes), type(optimizer).__name__)
+    if name in ENCODING_OPTIMIZERS:
+        raise ConfigError("optimizer", f"NASLib optimizer {name!r} cannot search {tgt.name!r}: it encodes "
+                          f"architectures with NASLib's encoders, which know only NASLib's own spaces' graphs, and "
+                          f"space {tgt.space.name!r} has no NASLib mapping (its table is served by the bridge's own "
+                          "search-space class); use rs, re or ls")
+
+
+def check_search(name: str, optimizers: list[str]) -> Target | None:
+    """Everything about ``search_space: name`` with these NASLib optimizers (config names) that
+    can be refused without NASLib: the target (:func:`target`) and each optimizer on it
+    (:func:`check_optimizer`). For callers that validate before anything runs (study configs)."""
+    tgt = target(name)
+    if tgt is not None:
+        for optimizer in optimizers:
+            check_optimizer(optimizer, tgt)
+    return tgt
 
 
 def default_table(space: SearchSpace) -> str:
@@ -166,7 +238,8 @@ def _load(name: str, key: str) -> object:
 def plan(config: object, tgt: Target, served: object | None = None) -> Plan | None:
     """Resolve and check the ``energy`` section of ``config`` for target ``tgt`` (None: energy off).
 
-    ``served``: the served table's ``nb101_data`` (an EcnasBench) when the target is a table.
+    ``served``: the served table's runs (``dataset_api[SERVED_KEY]``: an EcnasBench or a
+    TabularBench, both :class:`~ecnas_plugin.naslib.tabular.TableRuns`) when the target is a table.
     Every refusal is a ConfigError naming the key; nothing of NASLib is loaded.
     """
     from ecnas_plugin.naslib.trace import EnergySource
@@ -218,7 +291,7 @@ def _check_covers(source: object, tgt: Target, served: object | None, name: str)
     have = source.energy  # type: ignore[attr-defined]
     where = f"at {source.epochs} epochs"  # type: ignore[attr-defined]
     if served is not None:
-        keys = served.subspace.keys  # type: ignore[attr-defined]
+        keys = served.keys  # type: ignore[attr-defined]
         lacking = [k for k in keys if k not in have]
         if lacking:
             raise ConfigError("energy.table", f"table {name!r} lacks {len(lacking)} of the {len(keys)} cells of "
@@ -230,7 +303,7 @@ def _check_covers(source: object, tgt: Target, served: object | None, name: str)
         raise ConfigError("energy.table", f"table {name!r} holds {len(have)} cells of {space.name!r} {where}, "
                           f"not all {space.size:,} of NASLib's {tgt.naslib_space!r} space, and the search can reach "
                           f"any of them; a search there would stop at the first cell it lacks. Use a table that "
-                          f"covers the space, energy.missing: predict, or search the cells of an NB101 table with "
+                          f"covers the space, energy.missing: predict, or search the cells of a table with "
                           f"accuracies, named as search_space (registered: {', '.join(servable_tables()) or 'none'})")
     if not space.supports("enumerate"):
         return  # cannot tell here: a missing cell is refused when the search reaches it
@@ -241,7 +314,7 @@ def _check_covers(source: object, tgt: Target, served: object | None, name: str)
                               f"not every cell of NASLib's {tgt.naslib_space!r} space (cell {key} is missing, "
                               f"and the search can reach any of them); a search there would stop at the first cell "
                               f"it lacks. Use a table that covers the space, energy.missing: predict, or search the "
-                              f"cells of an NB101 table with accuracies, named as search_space (registered: "
+                              f"cells of a table with accuracies, named as search_space (registered: "
                               f"{', '.join(servable_tables()) or 'none'})")
 
 
@@ -307,8 +380,16 @@ def space_class() -> type:
     return EcnasNasBench101SearchSpace
 
 
-def search_space(name: str, n_classes: int = 10) -> object:
-    """A fresh NASLib search space for table ``name`` served as a subspace (any registered NB101 table)."""
+def search_space(name: str, n_classes: int = 10, served: object | None = None) -> object:
+    """A fresh NASLib search space for table ``name`` served as a search space: any registered NB101
+    table as a subspace, or a table of a space without a NASLib mapping through
+    :func:`ecnas_plugin.naslib.tabular.graph_class`, answering from ``served`` (the run's
+    ``dataset_api[SERVED_KEY]``; default: the table at its largest budget)."""
+    tgt = target(name)
+    if tgt is not None and tgt.serving == TABULAR:
+        from ecnas_plugin.naslib import tabular
+
+        return tabular.graph_class()(served if served is not None else tabular.TabularBench(name))
     from ecnas_plugin.naslib.subspace import load_subspace
 
     return space_class()(load_subspace(name), n_classes=n_classes)

@@ -25,13 +25,11 @@ import numpy as np
 
 from ecnas_plugin.adapters import nasbench101 as nb
 from ecnas_plugin.errors import InvalidArchitecture, SchemaError, UnknownName
+from ecnas_plugin.naslib.tabular import NAME_KEY, SERVED_KEY, TableRuns
 
 NASLIB_VERTICES = 7
 # NASLib's NB101 graph type: the registered space whose NaslibMapping has it is served here.
 GRAPH_TYPE = "nasbench101"
-# What a query returns per repeat: NAS-Bench-101's key -> the table column it is read from.
-_METRICS = {"train_accuracy": "train_acc", "validation_accuracy": "val_acc", "test_accuracy": "test_acc",
-            "training_time": "train_time_s", "trainable_parameters": "params", "train_energy_kwh": "train_energy_kwh"}
 
 
 @lru_cache(maxsize=65536)
@@ -160,8 +158,9 @@ class _ApiModule:
     ModelSpec = ModelSpec
 
 
-class EcnasBench:
-    """``nb101_data`` for NASLib, answered from an NB101 energy table's slices.
+class EcnasBench(TableRuns):
+    """``nb101_data`` for NASLib, answered from an NB101 energy table's slices (the runs are
+    :class:`~ecnas_plugin.naslib.tabular.TableRuns`, shared with tables served without a mapping).
 
     ``query(spec, epochs=None)`` returns NAS-Bench-101's keys (``train_accuracy``,
     ``validation_accuracy``, ``test_accuracy`` as fractions, ``training_time`` s,
@@ -171,62 +170,13 @@ class EcnasBench:
     """
 
     def __init__(self, table: object, subspace: Subspace, default_epochs: int | None = None):
-        epochs = table.values("epochs")  # type: ignore[attr-defined]
-        if default_epochs is None:
-            default_epochs = epochs[-1]
-        if default_epochs not in epochs:
-            raise UnknownName("epoch budget", default_epochs, epochs, context=f"in table {table.name!r}")  # type: ignore[attr-defined]
-        mixed = [c for c in ("dataset", "hardware", "campaign") if len(table.values(c)) > 1]  # type: ignore[attr-defined]
-        if mixed:
-            raise SchemaError(f"table {table.name!r} mixes several {mixed[0]} values; a table served as a "  # type: ignore[attr-defined]
-                              "NASLib search space needs a single one", column=mixed[0])
-        self.table = table
+        super().__init__(table, subspace.keys, subspace.name, f"{subspace.name} cell", default_epochs)
         self.subspace = subspace
-        self.default_epochs = int(default_epochs)
-        # epochs -> key -> one metric dict per repeat, from the table's slice at that budget (built
-        # on first use): a query is a dict lookup and a copy.
-        self._rows: dict[int, dict[str, list[dict]]] = {}
-        self._runs_at(self.default_epochs)
-
-    def __deepcopy__(self, memo: dict) -> EcnasBench:
-        return self
-
-    def _runs_at(self, epochs: int) -> dict[str, list[dict]]:
-        rows = self._rows.get(epochs)
-        if rows is None:
-            s = self.table.slice(epochs=epochs, columns=tuple(_METRICS.values()))  # type: ignore[attr-defined]
-            missing = [col for col in ("val_acc", "test_acc") if col not in s.means or np.isnan(s.means[col]).all()]
-            if missing:
-                raise SchemaError(f"table {self.table.name!r} has no {missing[0]} at {epochs} epochs: an "  # type: ignore[attr-defined]
-                                  "energy-only table cannot be served as a NASLib search space", column=missing[0])
-            rows = {}
-            for key in s.keys:
-                rec = s.repeats[key]
-                n = len(rec["val_acc"])
-                rows[key] = [{name: float(rec[col][r]) if col in rec else float("nan") for name, col in _METRICS.items()}
-                             for r in range(n)]
-            self._rows[epochs] = rows
-        return rows
 
     def is_valid(self, spec: ModelSpec) -> bool:
         """True for a cell of the subspace (NAS-Bench-101 validity plus the table's cells)."""
         h = spec.hash_spec()
         return h is not None and h in self.subspace
-
-    def _runs(self, key: str, epochs: int) -> list[dict]:
-        rows = self._rows.get(epochs)
-        if rows is None:
-            budgets = self.table.values("epochs")  # type: ignore[attr-defined]
-            if epochs not in budgets:
-                raise UnknownName("epoch budget", epochs, budgets, context=f"in table {self.table.name!r}")  # type: ignore[attr-defined]
-            rows = self._runs_at(epochs)
-        try:
-            return rows[key]
-        except KeyError:
-            if key not in self.subspace:
-                raise UnknownName(f"{self.subspace.name} cell", key, self.subspace.keys) from None
-            has = [e for e in self.table.values("epochs") if key in self._runs_at(e)]  # type: ignore[attr-defined]
-            raise UnknownName("epoch budget", epochs, has, context=f"for cell {key}") from None
 
     def query(self, spec: ModelSpec, epochs: int | None = None, stop_halfway: bool = False) -> dict:
         if stop_halfway:
@@ -234,13 +184,7 @@ class EcnasBench:
         h = spec.hash_spec()
         if h is None or h not in self.subspace:
             raise InvalidArchitecture("not-in-space", f"not a cell of {self.subspace.name}", spec.ops)
-        runs = self._runs(h, self.default_epochs if epochs is None else int(epochs))
-        return dict(runs[random.randint(0, len(runs) - 1)])
-
-    def mean(self, key: str, epochs: int | None = None) -> dict:
-        """Metrics of ``key`` averaged over repeats (deterministic; used for energy accounting)."""
-        runs = self._runs(key, self.default_epochs if epochs is None else int(epochs))
-        return {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+        return self.draw(h, epochs)
 
     def get_metrics_from_hash(self, key: str) -> tuple[dict, dict]:
         spec = self.subspace.spec(key)
@@ -306,7 +250,9 @@ def _cached_subspace(name: str, table) -> Subspace:
 
 def build_dataset_api(name: str, table: object | None = None, epochs: int | None = None) -> dict:
     """NASLib ``dataset_api`` for NB101 table ``name`` served as a search space:
-    ``{"api", "nb101_data", "ecnas_space"}`` (``ecnas_space``: the table's name)."""
+    ``{"api", "nb101_data", "ecnas_space", "ecnas_served"}`` (``ecnas_space``: the table's name;
+    ``ecnas_served``: the same EcnasBench as ``nb101_data``, under the key every served table uses)."""
     table = _table(name, table)
     subspace = load_subspace(name, table)
-    return {"api": _ApiModule, "nb101_data": EcnasBench(table, subspace, epochs), "ecnas_space": name}
+    bench = EcnasBench(table, subspace, epochs)
+    return {"api": _ApiModule, "nb101_data": bench, NAME_KEY: name, SERVED_KEY: bench}

@@ -5,7 +5,7 @@ Every evaluation the optimizer makes goes through :meth:`RunState.evaluate`, whi
 objective and appends a trace row with the *true* accuracies and energy. At the end,
 :meth:`RunState.write` saves ``energy_trace.parquet`` and ``pareto_front.json``.
 
-Every energy value carries its source: the table's own label (``measured``, or ``scaled``) or
+Every energy value carries its source: the table's own label (``measured``, ``estimated`` or ``scaled``) or
 ``predicted`` (``energy.missing: predict``, see :mod:`ecnas_plugin.naslib.predict`), in the trace
 (``energy_source``, ``energy_sd_kwh``), in ``errors.json`` and in the front (with how predictions
 were made); a prediction is never labelled measured.
@@ -36,7 +36,7 @@ FRONT_FILE = "pareto_front.json"
 @dataclass(frozen=True)
 class CellValues:
     """Values of one cell at the run's budget, averaged over repeats; ``source`` says where the
-    energy comes from (the table's own label: measured or scaled; or predicted, with ``energy_sd``).
+    energy comes from (the table's own label: measured, estimated or scaled; or predicted, with ``energy_sd``).
     Accuracies of a predicted cell are NaN until the benchmark supplies them."""
 
     energy: float
