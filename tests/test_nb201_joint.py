@@ -193,6 +193,10 @@ def test_a_scaled_window_says_so_in_every_row(tmp_path, shared_data, meter_works
     assert "SCALED" in table.manifest.notes and "SCALED" in cp.campaign_metadata(table.manifest)["energy_window"]
     if row["energy_method"] == "estimated":
         assert "power-model estimates" in table.sources_text()
+    from ecnas_plugin.energy.contribute import contribute
+
+    report = contribute(tmp_path / "table", into="user-joint-window", dry_run=True)
+    assert report.accepted, report.text()  # a recorded window is data; the rows stay "scaled"
     too_long = cp.CampaignSpec(name="joint-window", space="nb201-joint", archs=(SMALL,), epochs=1,
                                data_root=str(shared_data / "flowers17"), window_steps=20)
     with pytest.raises(ValueError, match=r"window \(warmup 0, steps 20\) must fit in an epoch of 11 steps"):

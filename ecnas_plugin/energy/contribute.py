@@ -168,8 +168,12 @@ def check_rows(frame: pd.DataFrame, meta: Manifest, existing: EnergyTable | None
         return [Problem(None, None, "the table has no rows")]
     problems += _column_problems(frame)
     problems += _flag(frame["space"] != meta.space, "space", f"space differs from the manifest's {meta.space!r}")
-    problems += _flag(~frame["source"].isin(DATA_SOURCES), "source",
-                      f"only {' or '.join(DATA_SOURCES)} rows can be contributed (scaled/predicted values are "
+    # a steady-state window scaled to its epoch is data when the row records its window
+    windowed = (frame["source"] == "scaled") & frame.get("window_steps", pd.Series(index=frame.index, dtype=float)).notna() \
+        & frame.get("epoch_steps", pd.Series(index=frame.index, dtype=float)).notna()
+    problems += _flag(~frame["source"].isin(DATA_SOURCES) & ~windowed, "source",
+                      f"only {' or '.join(DATA_SOURCES)} rows, or scaled rows that record their metered window "
+                      "(window_steps, epoch_steps), can be contributed (other scaled and predicted values are "
                       "derived, not data)")
     if "energy_method" in frame:  # an estimate is never a measurement, in either column
         estimated = frame["energy_method"] == "estimated"

@@ -36,15 +36,15 @@ def _optimizer(name: str, config: object) -> object:
     return classes[name](config)
 
 
-def _search_space(config: object, tgt: object) -> tuple[object, dict]:
-    """The run's NASLib search space and ``dataset_api`` for target ``tgt``
-    (:func:`ecnas_plugin.naslib.spaces.target` of its ``search_space``); the ``energy`` section is
-    checked first (:func:`ecnas_plugin.naslib.spaces.plan`), so a bad energy table is a named
-    ConfigError, never a traceback from NASLib's data loading."""
+def _search_space(config: object) -> tuple[object, dict]:
+    """The run's NASLib search space and ``dataset_api``; the ``energy`` section is checked first
+    (:func:`ecnas_plugin.naslib.spaces.plan`), so a bad energy table is a named ConfigError, never
+    a traceback from NASLib's data loading."""
     from ecnas_plugin.naslib import spaces, subspace, tabular
 
     name, dataset = config.search_space, config.dataset  # type: ignore[attr-defined]
     energy = energy_of_config(config)
+    tgt = spaces.target(name)
     if tgt is not None and tgt.table is not None:  # a table served as a search space: no NASLib data file
         serve = tabular.build_dataset_api if tgt.serving == spaces.TABULAR else subspace.build_dataset_api
         try:
@@ -92,11 +92,9 @@ def search(config: object) -> dict:
     from ecnas_plugin.naslib import spaces
 
     energy = energy_of_config(config)
-    tgt = spaces.target(config.search_space)
-    if tgt is not None:  # an optimizer that cannot search the target is refused before anything is built
-        spaces.check_optimizer(config.optimizer, tgt)
+    spaces.check_search(config.search_space, [config.optimizer])  # before anything is built
     optimizer = _optimizer(config.optimizer, config)
-    space, dataset_api = _search_space(config, tgt)
+    space, dataset_api = _search_space(config)
     utils.set_seed(config.seed)
     optimizer.adapt_search_space(space, dataset_api=dataset_api)
     trainer = Trainer(optimizer, config, lightweight_output=True)
