@@ -205,3 +205,26 @@ def test_a_study_run_with_a_naslib_optimizer_converts_to_the_study_trace(tmp_pat
     assert (trace["source"] == "estimated").all() and set(trace["arch_key"]) <= set(space.keys)
     assert np.allclose(trace["true_energy_kwh"], trace["arch_key"].map(energy_of))
     assert (tmp_path / "run" / "naslib" / "pareto_front.json").is_file()
+
+
+def test_a_study_config_refuses_encoding_optimizers_on_the_joint_table_before_anything_runs():
+    from ecnas_plugin.study import ConfigError as StudyConfigError
+    from ecnas_plugin.study import parse_study
+
+    # with or without NASLib: the bridge's capability check comes before NASLib is looked for
+    with pytest.raises(StudyConfigError, match="NASLib optimizer 'bananas' cannot search"):
+        parse_study({"name": "j", "spaces": [TABLE], "optimizers": ["naslib:bananas"],
+                     "budgets": [{"evaluations": 5}]})
+
+
+@needs_naslib
+def test_a_study_runs_naslib_rs_re_ls_on_the_joint_table(tmp_path):
+    from ecnas_plugin.study import parse_study, run_study
+
+    study = parse_study({"name": "j", "spaces": [TABLE], "optimizers": ["naslib:rs", "naslib:re", "naslib:ls"],
+                         "budgets": [{"evaluations": 8}], "seeds": 1})
+    out = run_study(study, out_dir=tmp_path, workers=1, progress=False)
+    keys = set(ep.load_table(TABLE).frame["arch_key"])
+    for folder in sorted((out / "runs").iterdir()):
+        trace = pd.read_parquet(folder / "trace.parquet")
+        assert len(trace) == 8 and set(trace["source"]) == {"estimated"} and set(trace["arch_key"]) <= keys

@@ -148,6 +148,10 @@ class TabularBench(TableRuns):
             table = ep.load_table(name)
         adapter = get_registry().space(table.space)  # type: ignore[attr-defined]
         adapter.require("sample", "neighbours", flow=f"serving table {name!r} as a NASLib search space")
+        budgets = table.values("epochs")  # type: ignore[attr-defined]
+        if epochs is not None and epochs not in budgets:
+            raise UnknownName("epoch budget", epochs, budgets, context=f"in table {name!r} (energy is charged from "
+                              "a budget's rows; budgets read from checkpoints are not served to NASLib)")
         super().__init__(table, None, name, f"{name} configuration", epochs)
         self.space = TabularSpace(table, epochs=self.default_epochs, name=name)  # type: ignore[arg-type]
         self.adapter = adapter
@@ -236,7 +240,8 @@ def graph_class() -> type:
         def table_key(self) -> str:
             """The canonical key the energy tables use (the bridge keys graphs by it)."""
             if self.spec is None:
-                raise ValueError(f"no configuration of {self.bench.name} set (sample_random_architecture or set_spec first)")
+                raise ValueError(f"no configuration of {self.bench.name} set "
+                                 "(sample_random_architecture or set_spec first)")
             return self.spec
 
         def set_spec(self, spec, dataset_api=None) -> None:
@@ -244,7 +249,8 @@ def graph_class() -> type:
 
         def sample_random_architecture(self, dataset_api=None, load_labeled: bool = False) -> None:
             if load_labeled:
-                raise NotImplementedError(f"load_labeled (zero-cost benchmark samples) is not available for {self.bench.name}")
+                raise NotImplementedError("load_labeled (zero-cost benchmark samples) is not available "
+                                          f"for {self.bench.name}")
             self.spec = self.bench.sample()
 
         def mutate(self, parent, dataset_api=None) -> None:

@@ -265,8 +265,15 @@ def parse_study(data: dict, *, where: str = "study config") -> Study:
             raise ConfigError(f"spaces[{sname}].surrogate", "NASLib optimizers search a table through the bridge; "
                                                           "a surrogate-extended space is for the built-in ones")
         if naslib_optimizers:
+            from ecnas_plugin.naslib import spaces as naslib_spaces
+
             flow = f"NASLib optimizers ({', '.join(naslib_optimizers)}) on table {sname!r}"
-            get_registry().space(get_registry().table_spec(sname).space).require("naslib", flow=flow)
+            try:  # what the bridge can serve, decided by the space's capabilities, without NASLib
+                naslib_spaces.check_search(sname, [o[len(naslib_runs.PREFIX):] for o in naslib_optimizers])
+            except errors.MissingCapability:
+                raise
+            except errors.EcnasError as exc:
+                raise ConfigError(f"spaces[{sname}]", f"{flow}: {exc}") from None
             if isinstance(epochs, tuple):
                 raise ConfigError(f"spaces[{sname}].epochs", f"{flow} search one epoch budget, not {list(epochs)}")
 
