@@ -32,7 +32,8 @@ def table_dir(name: str) -> Path:
 
 def load_table(name: str, *, mirror: Path | None = None, download: bool = True,
                rebuild: bool = False) -> EnergyTable:
-    """The table ``name``: from this process, the user cache, or built from its upstream files.
+    """The table ``name``: from this process, the user cache, or built from its upstream files
+    (a table with no upstream files, shipped by its plugin, is loaded from there every time).
 
     Building resolves the upstream files through the offline mirror (``mirror`` or
     ``ECNAS_DATA_MIRROR``), the cache, or a verified download, then writes the table to the
@@ -41,6 +42,11 @@ def load_table(name: str, *, mirror: Path | None = None, download: bool = True,
     registry = get_registry()
     spec = registry.table_spec(name)
     if not rebuild and name in _LOADED:
+        return _LOADED[name]
+    if not spec.data_files:
+        # A table that needs no upstream file ships its own data (a plugin's parquet + manifest):
+        # building it is loading it, and a cached copy would outlive an upgrade of that data.
+        _LOADED[name] = spec.build({})
         return _LOADED[name]
     folder = table_dir(name)
     restore_interrupted_save(folder)

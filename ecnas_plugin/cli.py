@@ -35,13 +35,18 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 def _cmd_tables(args: argparse.Namespace) -> int:
     from .api import list_tables, load_table, table_dir
 
+    from .registry import get_registry
+
     for name in args.rebuild or []:
         table = load_table(name, mirror=args.mirror, rebuild=True)
-        print(f"rebuilt {table.name}: {len(table)} rows -> {table_dir(name)}")
+        in_place = not get_registry().table_spec(name).data_files
+        print(f"rebuilt {table.name}: {len(table)} rows -> " + ("(read in place from its plugin's files, never cached)"
+                                                                 if in_place else str(table_dir(name))))
     if args.rebuild:
         return 0
     for spec in list_tables():
-        cached = "cached" if table_dir(spec.name).exists() else "not built yet"
+        cached = ("read in place" if not spec.data_files else
+                  "cached" if table_dir(spec.name).exists() else "not built yet")
         print(f"{spec.name:<28} {spec.space:<16} {cached:<14} {spec.description}")
     return 0
 

@@ -653,7 +653,7 @@ def _json_default(value):
 
 
 # ====================================================================== evaluation
-def evaluate_curves(predictor: CurvePredictor, table_or_curves, space=None) -> dict[str, float]:
+def evaluate_curves(predictor: CurvePredictor, table_or_curves) -> dict[str, float]:
     """Metrics on configurations the model never saw (split by configuration, never by epoch):
     final-epoch Kendall τ and MAE of validation accuracy, whole-curve RMSE, energy τ and MAPE at
     the budget, ±1σ/±2σ coverage of final accuracy and energy (None without a σ)."""
