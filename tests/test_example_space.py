@@ -295,23 +295,24 @@ def test_study_runs_on_the_user_table(contributed, tmp_path):
     assert ("ESTIMATED energies</b> in " + contributed in report) == estimated  # the label reaches the report
 
 
-def test_a_study_of_naslib_optimizers_on_the_space_is_refused_by_name(contributed):
-    from ecnas_plugin.study import parse_study
+def test_a_study_of_encoding_naslib_optimizers_on_the_space_is_refused_by_name(contributed):
+    from ecnas_plugin.study import ConfigError, parse_study
 
-    with pytest.raises(MissingCapability) as info:
-        parse_study({"name": "t", "spaces": [contributed], "optimizers": ["naslib:rs"], "objectives": ["accuracy"],
-                     "budgets": [{"evaluations": 4}], "seeds": 1})
-    assert (info.value.space, info.value.capability) == (SPACE, "naslib")
-    assert contributed in info.value.flow
+    # no NASLib mapping, but sample + neighbours: the bridge serves the table to RS/RE/LS, and refuses
+    # an optimizer that needs NASLib's encoders, naming it, before NASLib is even looked for
+    with pytest.raises(ConfigError, match="NASLib optimizer 'bananas' cannot search") as info:
+        parse_study({"name": "t", "spaces": [contributed], "optimizers": ["naslib:bananas"],
+                     "objectives": ["accuracy"], "budgets": [{"evaluations": 4}], "seeds": 1})
+    assert SPACE in str(info.value)
 
 
-def test_the_naslib_bridge_refuses_the_space_by_name_before_naslib_runs(contributed):
+def test_the_naslib_bridge_serves_the_table_by_capabilities(contributed):
     from ecnas_plugin.errors import ConfigError
     from ecnas_plugin.naslib import spaces
 
-    with pytest.raises(MissingCapability) as info:  # `search_space: user-example-convnet`
-        spaces.target(contributed)
-    assert (info.value.space, info.value.capability) == (SPACE, "naslib")
+    target = spaces.target(contributed)  # `search_space: user-example-convnet`
+    assert target.serving == spaces.TABULAR and target.space.name == SPACE and target.naslib_space is None
+    assert contributed in spaces.servable_tables()
     config = {"search_space": "nasbench201", "dataset": "cifar10", "energy": {"table": contributed}}
     with pytest.raises(ConfigError, match="'example-convnet'") as refused:  # NB201 search, this table's energy
         spaces.plan(config, spaces.target("nasbench201"))

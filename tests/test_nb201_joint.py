@@ -181,13 +181,16 @@ def test_every_setting_reaches_real_training_through_the_generic_campaign(tmp_pa
 
 
 def test_a_scaled_window_says_so_in_every_row(tmp_path, shared_data, meter_works):
-    spec = cp.CampaignSpec(name="joint-window", space="nb201-joint", archs=(SMALL,), epochs=2,
+    # a configuration big enough that a window lasts well over codecarbon's sampling interval
+    # (a window of a few ms reads almost no energy, and contribute refuses its implausible power)
+    bigger = SMALL.replace("N=1", "N=3").replace("W=4", "W=16").replace("resolution=8", "resolution=16")
+    spec = cp.CampaignSpec(name="joint-window", space="nb201-joint", archs=(bigger,), epochs=2,
                            data_root=str(shared_data / "flowers17"), torch_threads=1,
-                           window_steps=3, window_warmup=2)
+                           window_steps=6, window_warmup=2)
     cp.run_campaign(spec, tmp_path, progress=False)
     table = EnergyTable.load(tmp_path / "table")
     row = table.frame.iloc[0]
-    assert row["source"] == "scaled" and row["window_steps"] == 3 and row["window_warmup_steps"] == 2
+    assert row["source"] == "scaled" and row["window_steps"] == 6 and row["window_warmup_steps"] == 2
     assert row["epoch_steps"] == 11  # 680 images, batches of 64
     assert np.isnan(row["val_acc"])  # a window trains part of each epoch: no accuracy to report
     assert "SCALED" in table.manifest.notes and "SCALED" in cp.campaign_metadata(table.manifest)["energy_window"]
