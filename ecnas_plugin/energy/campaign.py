@@ -273,7 +273,7 @@ def sample_cells(space: object, n: int, seed: int = 0, limits: Mapping[str, int]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise CampaignError(f"sample size must be an integer >= 1, got {n!r}")
         return [sp.describe(a) for a in sp.design(n, seed)]
-    sp = measurable_space(space, sample=True)
+    sp.require("enumerate", "strata", flow=SAMPLE_FLOW)  # limits need an enumeration, design or not
     population = strata(sp, limits)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= len(population):
         raise CampaignError(f"sample size must be in 1..{len(population)} for {sp.name}"

@@ -173,13 +173,9 @@ def predict_command(args: argparse.Namespace) -> int:
         return _fail("--model-dir" if args.model_dir else "(shipped model)", exc)
     if args.all:
         return _predict_all(predictor, args)
-    space = predictor.space  # the model's own space (manifest), from the registry
-    archs = []
-    for where, text in texts:
-        try:
-            archs.append(space.parse_arch(text))
-        except EcnasError as exc:
-            return _fail(where, exc)
+    archs = _parsed(texts, predictor.space.parse_arch)  # the model's own space (manifest), from the registry
+    if isinstance(archs, int):
+        return archs
     try:
         frame = predictor.predict_energy(archs)
     except EcnasError:
@@ -189,7 +185,25 @@ def predict_command(args: argparse.Namespace) -> int:
             except EcnasError as exc:
                 return _fail(where, exc)
         raise
-    if args.format == "json":
+    return _print_frame(frame, args.format)
+
+
+def _parsed(texts: list[tuple[str, str]], parse) -> list | int:
+    """Each text through ``parse`` (the model's space's reader), or the exit status of a one-line
+    error naming where the first one it refuses came from."""
+    from ecnas_plugin.errors import EcnasError
+
+    archs = []
+    for where, text in texts:
+        try:
+            archs.append(parse(text))
+        except EcnasError as exc:
+            return _fail(where, exc)
+    return archs
+
+
+def _print_frame(frame, fmt: str) -> int:
+    if fmt == "json":
         print(frame.to_json(orient="records", indent=2))
     else:
         print(frame.to_csv(index=False), end="")
@@ -208,19 +222,14 @@ def _curve_predict(args: argparse.Namespace, texts: list[tuple[str, str]]) -> in
         predictor = CurvePredictor.load(args.model_dir)
     except (EcnasError, ValueError, OSError) as exc:
         return _fail("--model-dir", exc)
-    space = predictor.space
-    archs = []
-    for where, text in texts:
-        try:
-            archs.append(space.arch(text))
-        except EcnasError as exc:
-            return _fail(where, exc)
+    archs = _parsed(texts, predictor.space.arch)
+    if isinstance(archs, int):
+        return archs
     try:
         frame = predictor.predict_frame(archs, args.epochs)
     except EcnasError as exc:
         return _fail("--epochs", exc)
-    print(frame.to_json(orient="records", indent=2) if args.format == "json" else frame.to_csv(index=False), end="")
-    return 0
+    return _print_frame(frame, args.format)
 
 
 def _predict_all(predictor, args: argparse.Namespace) -> int:

@@ -54,13 +54,12 @@ class Curves:
     epochs: np.ndarray  # (E,) 1..budget
     acc: np.ndarray  # (n, E) validation accuracy
     energy: np.ndarray  # (n, E) cumulative training energy, kWh
-    time: np.ndarray  # (n, E) cumulative training time, s
     test_acc: np.ndarray  # (n, E)
 
     def subset(self, index) -> Curves:
         index = np.asarray(index)
         return Curves([self.keys[i] for i in index], self.epochs, self.acc[index], self.energy[index],
-                      self.time[index], self.test_acc[index])
+                      self.test_acc[index])
 
 
 def curves_of(table) -> Curves:
@@ -83,9 +82,9 @@ def curves_of(table) -> Curves:
             bad = cp.loc[cp[column].isna(), "arch_key"].iloc[0]
             raise DataFormatError(where, None, f"checkpoint column {column!r} is empty for {bad} (an energy-only "
                                                f"campaign has no curve to learn)")
-    grouped = cp.groupby(["arch_key", "epoch"])[["val_acc", "test_acc", "energy_kwh", "train_time_s"]].mean()
+    grouped = cp.groupby(["arch_key", "epoch"])[["val_acc", "test_acc", "energy_kwh"]].mean()
     keys = sorted(frame["arch_key"].unique())
-    out = {c: np.empty((len(keys), budget)) for c in ("val_acc", "test_acc", "energy_kwh", "train_time_s")}
+    out = {c: np.empty((len(keys), budget)) for c in ("val_acc", "test_acc", "energy_kwh")}
     for i, key in enumerate(keys):
         try:
             rows = grouped.loc[key]
@@ -97,7 +96,7 @@ def curves_of(table) -> Curves:
             raise DataFormatError(where, None, f"the curve of {key} misses epoch(s) {missing[:5]}")
         for c in out:
             out[c][i] = rows[c].to_numpy(float)
-    return Curves(keys, epochs, out["val_acc"], out["energy_kwh"], out["train_time_s"], out["test_acc"])
+    return Curves(keys, epochs, out["val_acc"], out["energy_kwh"], out["test_acc"])
 
 
 # ====================================================================== Bézier curves
