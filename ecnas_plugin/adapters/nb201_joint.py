@@ -40,6 +40,7 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from ecnas_plugin.adapters import nasbench201 as nb201
@@ -183,7 +184,8 @@ class Nb201Joint(SearchSpace):
         return self.canonical_key({"arch": arch, **dict(values or {})})
 
     def decode(self, key: str) -> JointConfig:
-        return self.parse_arch(key)
+        # cached: a mutation inside a table measures the distance to every key of it
+        return _decode(key)
 
     # ------------------------------------------------------------------ moves
     def sample(self, rng, subset: Collection[str] | None = None) -> JointConfig:
@@ -270,7 +272,7 @@ class Nb201Joint(SearchSpace):
     def distance(self, a: JointConfig, b: JointConfig) -> float:
         """Edits between two configurations: differing edges and categorical settings count 1,
         lr and weight decay their distance in log steps."""
-        ops_a, ops_b = nb201.parse_arch_str(a.cell), nb201.parse_arch_str(b.cell)
+        ops_a, ops_b = _ops(a.cell), _ops(b.cell)
         d = float(sum(x != y for x, y in zip(ops_a, ops_b)))
         for name in SETTINGS:
             dim, x, y = _DIMS[name], getattr(a, name), getattr(b, name)
@@ -327,6 +329,17 @@ class Nb201Joint(SearchSpace):
                           + [float(getattr(c, n) == v) for n, choices in categorical for v in choices]
                           for c in configs])
         return np.concatenate([X, extra], axis=1).astype(np.float32), names
+
+
+@lru_cache(maxsize=15625)  # every NB201 cell
+def _ops(cell: str) -> tuple[str, ...]:
+    return nb201.parse_arch_str(cell)
+
+
+@lru_cache(maxsize=65536)
+def _decode(key: str) -> JointConfig:
+    """The configuration a key names (JointConfig is frozen: one object may serve every caller)."""
+    return Nb201Joint().parse_arch(key)
 
 
 # The project's own measurements of this space, shipped in the package (parquet + manifest).
