@@ -4,7 +4,7 @@
 
 Runs (or resumes) the study ``configs/studies/ecnas_budgets.yaml``: (cell, epoch budget) pairs on
 ``ecnas-4v-linscale`` with ``epochs: [4, 12, 36, 108]``, 100 evaluations x 10 seeds, random search vs
-regularized evolution vs SMS-EMOA. Each run's evaluated points are scored as EC-NAS scored theirs:
+regularized evolution vs the multi-objective SMS-EMOA, multi-objective Hyperband and ParEGO. Each run's evaluated points are scored as EC-NAS scored theirs:
 objectives (1 - validation accuracy, training energy / 1.015227 kWh), reference point (1, 1) (the
 energy scale is the largest energy of the 364 pairs). Prints, side by side, the median and IQR
 over seeds after 30 and 100 evaluations, the best possible value (every one of the 364 pairs) and
@@ -52,7 +52,7 @@ def main() -> None:
     print(f"EC-NAS 4V, (cell, budget) pairs: {len(space)} points; study {out} ({wall:.0f} s to run or resume)")
     print("normalised HV: objectives (1 - val acc, energy / 1.015227 kWh), reference (1, 1); "
           f"best possible (all {len(space)} pairs) {ceiling:.4f}\n")
-    header = f"{'optimizer':<12}{'seeds':>6}  {'HV@30 median [IQR]':>26}  {'share of best':>13}  " \
+    header = f"{'optimizer':<14}{'seeds':>6}  {'HV@30 median [IQR]':>26}  {'share of best':>13}  " \
              f"{'HV@100 median [IQR]':>26}  {'share of best':>13}  {'EC-NAS @100':>11}"
     print(header)
     print("-" * len(header))
@@ -65,13 +65,13 @@ def main() -> None:
             cols.append(f"{med:.4f} [{q1:.4f}, {q3:.4f}]")
             cols.append(f"{med / ceiling:.1%}")
         published = PUBLISHED.get(optimizer)
-        print(f"{optimizer:<12}{len(group):>6}  {cols[0]:>26}  {cols[1]:>13}  {cols[2]:>26}  {cols[3]:>13}  "
+        print(f"{optimizer:<14}{len(group):>6}  {cols[0]:>26}  {cols[1]:>13}  {cols[2]:>26}  {cols[3]:>13}  "
               f"{(f'{published:.3f}' if published else '-'):>11}")
     budgets = {o: np.concatenate([traces[r]["epochs"].to_numpy() for r in g["run_id"]])
                for o, g in runs.groupby("optimizer", sort=False)}
     print("\nshare of evaluations per epoch budget (4 / 12 / 36 / 108):")
     for o, e in budgets.items():
-        print(f"  {o:<12}" + " / ".join(f"{np.mean(e == b):.0%}" for b in (4, 12, 36, 108)))
+        print(f"  {o:<14}" + " / ".join(f"{np.mean(e == b):.0%}" for b in (4, 12, 36, 108)))
 
 
 if __name__ == "__main__":

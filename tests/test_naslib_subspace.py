@@ -68,7 +68,10 @@ def test_neighbours_are_one_edit_away(api4):
                 continue
             if h != key and h in sub:
                 expected.add(h)
-        assert set(sub.neighbours(key)) == expected
+        if expected:
+            assert set(sub.neighbours(key)) == expected
+        else:  # no valid single edit: the cells fewest edits away stand in
+            assert sub.neighbours(key) and key not in sub.neighbours(key)
 
 
 def test_query_answers_from_the_table(api4):
@@ -111,3 +114,16 @@ def test_hash_iterator_and_metrics_from_hash(api5):
     fixed, computed = bench.get_metrics_from_hash(key)
     assert nb.module_hash(fixed["module_adjacency"].tolist(), fixed["module_operations"]) == key
     assert list(computed) == [4]
+
+
+def test_every_cell_has_a_neighbourhood(shared_data):
+    """One 5V cell has no valid one-edit neighbour in the 5-vertex frame (every single edit prunes
+    or breaks it); its neighbourhood is then the cells two edits away, never empty: NASLib's local
+    search pops from it without checking (it crashed on this cell)."""
+    sub = ss.load_subspace("ecnas-5v")
+    lonely = "043721b9c7fe8c5fad811d47d83132ec"
+    matrix, ops = sub._frame(lonely)
+    assert not {sub.key_of({"matrix": m, "ops": o}) for m, o in sub._edits(matrix, ops)} - {None, lonely}
+    found = sub.neighbours(lonely)
+    assert found and lonely not in found and set(found) <= set(sub.keys)
+    assert all(sub.neighbours(k) for k in sub.keys)

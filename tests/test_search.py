@@ -203,7 +203,7 @@ def test_objective_kind_must_match_the_optimizer(space4):
 
 def test_unknown_optimizer_and_parameter_are_named(space4):
     rng = np.random.default_rng(0)
-    with pytest.raises(UnknownName, match="'bananas'.*evolution, random, sms-emoa"):
+    with pytest.raises(UnknownName, match="'bananas'.*bo, ea-bo, ea-evolution, ea-hyperband, evolution, hyperband, mo-hyperband, parego, random, sms-emoa"):
         make_optimizer("bananas", space4, rng)
     with pytest.raises(UnknownName, match="'pop'.*population_size"):
         make_optimizer("evolution", space4, rng, pop=3)

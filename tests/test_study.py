@@ -29,7 +29,7 @@ def small(**over) -> dict:
 # ---------------------------------------------------------------- config validation
 @pytest.mark.parametrize("over, what, name", [
     ({"spaces": ["ecnas-4v", "nb301"]}, "energy table", "nb301"),
-    ({"optimizers": ["random", "hyperband"]}, "optimizer", "hyperband"),
+    ({"optimizers": ["random", "nsga2"]}, "optimizer", "nsga2"),
     ({"objectives": ["accuracy", "latency"]}, "objective", "latency"),
     ({"budget": [{"evaluations": 3}]}, "key in the study config", "budget"),
 ])
@@ -84,7 +84,7 @@ def test_cli_refuses_a_bad_config_before_anything_runs(tmp_path, study_cli):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("name: bad\nspaces: [ecnas-4v]\noptimizers: [random, nsga3]\nbudgets: [{evaluations: 5}]\n")
     args = study_cli(cfg, tmp_path / "out")
-    with pytest.raises(UnknownName, match="optimizer 'nsga3'.*evolution, naslib:bananas, .*naslib:re, .*random, sms-emoa"):
+    with pytest.raises(UnknownName, match="optimizer 'nsga3'.*evolution, hyperband, mo-hyperband, naslib:bananas, .*naslib:re, .*parego, random, sms-emoa"):
         args.func(args)
     assert not (tmp_path / "out").exists()
 
@@ -209,8 +209,16 @@ def test_report_is_self_contained_with_figures(tmp_path, shared_data):
     assert not re.search(r"src=['\"](?!data:)", text)  # nothing loaded from elsewhere
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary["optimizer"]) == {"random", "evolution", "sms-emoa"}
-    assert summary["hv_ratio_mean"].between(0, 1).all()
+    assert summary["hv_ratio_median"].between(0, 1).all()
+    assert (summary["hv_ratio_ci_low"] <= summary["hv_ratio_median"]).all()
+    assert (summary["hv_ratio_median"] <= summary["hv_ratio_ci_high"]).all()
     assert "reference point (1.1, 1.1)" in text
+    # It says who won first, ranks with the best highlighted, never prints inf, captions every figure.
+    best = summary.sort_values("rank").iloc[0]
+    assert text.index("Who won") < text.index("Ranked results")
+    assert f"<b>{best['optimizer']}</b> has the highest median hypervolume" in text
+    assert text.count("<tr class='best'>") == 1 and "inf" not in text.replace("information", "")
+    assert text.count("<figcaption>") == len(pngs) and "median over 3 seeds" in text
 
 
 def test_budgets_as_a_dimension_run_and_report(tmp_path, shared_data):
@@ -227,7 +235,7 @@ def test_budgets_as_a_dimension_run_and_report(tmp_path, shared_data):
     write_report(out)
     assert (out / "figures" / "space_ecnas-4v-linscale.png").is_file()
     summary = pd.read_csv(out / "summary.csv")
-    assert summary["hv_ratio_mean"].between(0, 1).all()
+    assert summary["hv_ratio_median"].between(0, 1).all()
 
 
 def test_report_on_a_folder_that_is_not_a_study(tmp_path):

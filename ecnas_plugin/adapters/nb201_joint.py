@@ -43,6 +43,8 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from ecnas_plugin.adapters import nasbench201 as nb201
 from ecnas_plugin.adapters.base import EPOCHS, Dimension, SearchSpace
 from ecnas_plugin.errors import InvalidArchitecture, InvalidConfiguration
@@ -254,33 +256,20 @@ class Nb201Joint(SearchSpace):
         if subset is None:
             return proposal
         own = self.canonical_key(config)
-        candidates = [k for k in sorted(subset) if k != own]
-        if not candidates:
-            raise InvalidArchitecture("no-neighbour", f"the subset holds no other configuration of {self.name}", own)
-        return self.decode(min(candidates, key=lambda k: self.distance(proposal, self.decode(k))))
+        keys, d = _distances(proposal, subset, own)
+        return self.decode(keys[int(np.argmin(d))])  # the first of the closest, in key order
 
     def nearest(self, arch: object, subset: Collection[str] | None = None, max_edits: int = 4) -> list[JointConfig]:
         if subset is None:
             return self.neighbours(arch)
         config = self.arch(arch)
-        own = self.canonical_key(config)
-        ranked = sorted((self.distance(config, self.decode(k)), k) for k in subset if k != own)
-        if not ranked:
-            raise InvalidArchitecture("no-neighbour", f"the subset holds no other configuration of {self.name}", own)
-        return [self.decode(k) for d, k in ranked if d == ranked[0][0]]
+        keys, d = _distances(config, subset, self.canonical_key(config))
+        return [self.decode(keys[i]) for i in np.flatnonzero(d == d.min())]
 
     def distance(self, a: JointConfig, b: JointConfig) -> float:
         """Edits between two configurations: differing edges and categorical settings count 1,
         lr and weight decay their distance in log steps."""
-        ops_a, ops_b = _ops(a.cell), _ops(b.cell)
-        d = float(sum(x != y for x, y in zip(ops_a, ops_b)))
-        for name in SETTINGS:
-            dim, x, y = _DIMS[name], getattr(a, name), getattr(b, name)
-            if dim.choices is not None:
-                d += x != y
-            else:
-                d += abs(math.log10(x) - math.log10(y)) / LOG_STEP
-        return d
+        return float(_edits(_coded(a), _coded(b)[None, :])[0])
 
     def stratum(self, arch: object) -> tuple:
         config = self.arch(arch)
@@ -307,7 +296,6 @@ class Nb201Joint(SearchSpace):
         """NB201's cell features (edge one-hots, log params, log FLOPs of the configured network
         at its resolution), then log10 lr, log10 weight decay, N, W, resolution, augment and the
         one-hots of activation, optimizer and schedule."""
-        import numpy as np
 
         from ecnas_plugin.energy.surrogates.features import nb201_counts, nb201_feature_names, nb201_features
 
@@ -329,6 +317,40 @@ class Nb201Joint(SearchSpace):
                           + [float(getattr(c, n) == v) for n, choices in categorical for v in choices]
                           for c in configs])
         return np.concatenate([X, extra], axis=1).astype(np.float32), names
+
+
+# Distances as arrays: a configuration coded as its 6 edge ops and categorical settings (compared
+# for equality) and its log-scale settings in log steps (compared by absolute difference), so a
+# move inside a 610-configuration table costs one vectorised pass, not 610 Python distances.
+_DISCRETE = 6 + sum(_DIMS[n].choices is not None for n in SETTINGS)
+
+
+def _coded(config: JointConfig) -> np.ndarray:
+    discrete = [nb201.OPS.index(op) for op in _ops(config.cell)]
+    discrete += [_DIMS[n].choices.index(getattr(config, n)) for n in SETTINGS if _DIMS[n].choices is not None]
+    logs = [math.log10(getattr(config, n)) / LOG_STEP for n in SETTINGS if _DIMS[n].choices is None]
+    return np.array(discrete + logs, dtype=float)
+
+
+def _edits(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return ((rows[:, :_DISCRETE] != a[:_DISCRETE]).sum(1)
+            + np.abs(rows[:, _DISCRETE:] - a[_DISCRETE:]).sum(1))
+
+
+@lru_cache(maxsize=8)
+def _coded_subset(subset: frozenset[str]) -> tuple[list[str], np.ndarray]:
+    keys = sorted(subset)
+    return keys, np.array([_coded(_decode(k)) for k in keys])
+
+
+def _distances(config: JointConfig, subset: Collection[str], own: str) -> tuple[list[str], np.ndarray]:
+    """The subset's keys other than ``own`` (in key order) and their distances to ``config``."""
+    keys, rows = _coded_subset(subset if isinstance(subset, frozenset) else frozenset(subset))
+    d = _edits(_coded(config), rows)
+    keep = np.array([k != own for k in keys])
+    if not keep.any():
+        raise InvalidArchitecture("no-neighbour", "the subset holds no other configuration of nb201-joint", own)
+    return [k for k, ok in zip(keys, keep) if ok], d[keep]
 
 
 @lru_cache(maxsize=15625)  # every NB201 cell

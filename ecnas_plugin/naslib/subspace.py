@@ -117,24 +117,39 @@ class Subspace:
         raise InvalidArchitecture("mutation", f"no valid mutant in {max_tries} tries", key)
 
     def neighbours(self, key: str) -> list[str]:
-        """Distinct cells one op change or one edge flip away (in the V-vertex frame), unshuffled."""
+        """Distinct cells of the subspace one op change or one edge flip away (in the V-vertex
+        frame), unshuffled; where every single edit leaves the subspace (a pruned cell whose edits
+        all break it), the cells the fewest edits away (up to 3), so a local search always has a
+        next step (NASLib's LS pops from the neighbourhood without checking it is empty)."""
+        frontier = [self._frame(key)]
+        for _ in range(3):
+            found: dict[str, None] = {}
+            edited = [e for matrix, ops in frontier for e in self._edits(matrix, ops)]
+            for m, ops in edited:
+                found[self.key_of({"matrix": m, "ops": ops}) or ""] = None
+            found.pop("", None)
+            found.pop(key, None)
+            if found:
+                return list(found)
+            frontier = edited
+        return []
+
+    def _edits(self, matrix: np.ndarray, ops: list[str]) -> list[tuple[np.ndarray, list[str]]]:
+        """Every one op change and one edge flip of a frame, valid or not."""
         v = self.max_vertices
-        matrix, ops = self._frame(key)
-        found: dict[str, None] = {}
+        out = []
         for i in range(1, v - 1):
             for op in nb.OPS:
                 if op != ops[i]:
                     new_ops = list(ops)
                     new_ops[i] = op
-                    found[self.key_of({"matrix": matrix, "ops": new_ops}) or ""] = None
+                    out.append((matrix, new_ops))
         for src in range(v - 1):
             for dst in range(src + 1, v):
                 m = matrix.copy()
                 m[src, dst] = 1 - m[src, dst]
-                found[self.key_of({"matrix": m, "ops": ops}) or ""] = None
-        found.pop("", None)
-        found.pop(key, None)
-        return list(found)
+                out.append((m, list(ops)))
+        return out
 
 
 class ModelSpec:

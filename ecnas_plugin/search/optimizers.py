@@ -1,6 +1,8 @@
-"""Built-in optimizers: random search, regularized evolution, and SMS-EMOA-style multi-objective evolution.
+"""Built-in optimizers: random search, regularized evolution, SMS-EMOA-style multi-objective evolution,
+Hyperband in epochs or kWh and its multi-objective variant (multifidelity.py), Bayesian optimisation
+(plain and cost-aware expected improvement) and ParEGO (model_based.py).
 
-All three speak one small ask/tell interface, so one loop (:func:`ecnas_plugin.search.run.run_search`)
+All speak one small ask/tell interface, so one loop (:func:`ecnas_plugin.search.run.run_search`)
 drives them and NASLib is not needed. They propose points (:class:`~ecnas_plugin.search.space.Point`:
 a configuration at a budget) and know nothing of any particular search space: sampling and
 mutation are the space's. Single-objective optimizers maximise a scalar
@@ -35,6 +37,9 @@ class Optimizer(ABC):
 
     name: ClassVar[str]
     multi_objective: ClassVar[bool] = False
+    # Whether the method itself uses energy (a multi-objective search, brackets in kWh, a cost-aware
+    # acquisition), whatever the objective: studies compare energy-aware with energy-blind methods.
+    uses_energy: ClassVar[bool] = False
     params: ClassVar[dict[str, object]] = {}
 
     def __init__(self, space: TabularSpace, rng: np.random.Generator, **params: object):
@@ -114,6 +119,7 @@ class SmsEmoa(Optimizer):
 
     name = "sms-emoa"
     multi_objective = True
+    uses_energy = True
     params = {"population_size": 10}
 
     def __init__(self, space: TabularSpace, rng: np.random.Generator, **params: object):
@@ -158,7 +164,14 @@ def worst_member(points: np.ndarray) -> int:
     return int(last[int(np.argmin(contrib))])
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {c.name: c for c in (RandomSearch, RegularizedEvolution, SmsEmoa)}
+# The multi-fidelity and model-based optimizers live in their own modules and subclass Optimizer,
+# so they are imported once it exists.
+from .multifidelity import EnergyHyperband, Hyperband, MultiObjectiveHyperband  # noqa: E402
+from .model_based import CostAwareExpectedImprovement, EnergyAwareEvolution, ExpectedImprovement, ParEgo  # noqa: E402
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {c.name: c for c in (
+    RandomSearch, RegularizedEvolution, EnergyAwareEvolution, SmsEmoa, Hyperband, EnergyHyperband, MultiObjectiveHyperband, ExpectedImprovement,
+    CostAwareExpectedImprovement, ParEgo)}
 
 
 def make_optimizer(name: str, space: TabularSpace, rng: np.random.Generator, **params: object) -> Optimizer:

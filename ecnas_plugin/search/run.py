@@ -1,8 +1,12 @@
 """One search run: drive an optimizer under a budget and record every evaluation.
 
 Search energy is counted as EA-HAS-Bench does: the summed training energy of every architecture
-the search evaluated. A budget in kWh stops the search once that sum exceeds it (the evaluation
-that crosses the budget is the last one, and is recorded).
+the search evaluated, every epoch trained counted, also for configurations stopped early.
+Continuing a configuration to a later budget of the same training run (the space's
+``run_of``: where the data has the run's curve) is charged only the extra epochs, and reading an
+earlier checkpoint of a run already trained further costs nothing. A budget in kWh stops the
+search once that sum exceeds it (the evaluation that crosses the budget is the last one, and is
+recorded).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from .space import TabularSpace
 # ``ADJ:OPS``, NB201 the arch string, ...); ``epochs`` the budget it was trained to.
 TRACE_COLUMNS = (
     "evaluation", "arch_key", "config", "epochs", "repeat",
-    "val_acc", "test_acc", "train_energy_kwh", "train_time_s", "source",
+    "val_acc", "test_acc", "train_energy_kwh", "charged_energy_kwh", "train_time_s", "source",
     "true_val_acc", "true_test_acc", "true_energy_kwh",
     "objective", "search_energy_kwh",
     "best_val_acc", "best_true_test_acc", "best_true_energy_kwh",
@@ -64,16 +68,26 @@ def run_search(space: TabularSpace, optimizer: Optimizer, budget: Budget,
     rows: list[tuple] = []
     account = SearchBudget(budget.search_kwh)  # the search-energy accounting the NASLib bridge uses too
     limit = len(space) if budget.evaluations is None else min(budget.evaluations, len(space))
+    paid: dict[object, tuple[float, int]] = {}  # training run -> (energy paid up to, its repeat)
     best = None
     while not account.exhausted and account.evaluations < limit:
-        ev = space.evaluate(optimizer.propose(), rng)
+        point = optimizer.propose()
+        run = space.run_of(point)
+        before = paid.get(run)
+        if before is None:
+            ev = space.evaluate(point, rng)
+            paid[run] = (ev.train_energy_kwh, ev.repeat)
+        else:  # the same run, continued (or an earlier checkpoint of it read back): pay the extra epochs only
+            ev = space.evaluate(point, rng, repeat=before[1])
+            ev = ev._replace(charged_kwh=max(0.0, ev.train_energy_kwh - before[0]))
+            paid[run] = (max(ev.train_energy_kwh, before[0]), before[1])
         score = None if objective is None else float(objective(ev.val_acc, ev.train_energy_kwh))
         optimizer.observe(ev, score)
-        spent = account.charge(ev.train_energy_kwh)
+        spent = account.charge(ev.cost_kwh)
         if best is None or ev.val_acc > best.val_acc:
             best = ev
         rows.append((len(rows) + 1, ev.key, ev.config, ev.point.epochs, ev.repeat,
-                     ev.val_acc, ev.test_acc, ev.train_energy_kwh, ev.train_time_s, ev.source,
+                     ev.val_acc, ev.test_acc, ev.train_energy_kwh, ev.cost_kwh, ev.train_time_s, ev.source,
                      ev.true_val_acc, ev.true_test_acc, ev.true_energy_kwh,
                      np.nan if score is None else score, spent,
                      best.val_acc, best.true_test_acc, best.true_energy_kwh))

@@ -11,6 +11,12 @@ several budgets, moves to an adjacent budget. Evaluating a point draws one of it
 repeat means ("true" values). A query at a budget returns accuracy, the energy to train to it and
 the recorded learning curve up to it (:meth:`TabularSpace.query`).
 
+Budgets read from the checkpoints of one run (the joint table's epochs 1..10, EC-NAS 5V's epoch 2
+of its 4-epoch runs) belong to that run (:meth:`TabularSpace.run_of`): a search that continues a
+configuration to a later budget of the same run pays only the extra epochs. Budgets trained as runs
+of their own (EC-NAS 4V's 4, 12, 36, 108, each with its own schedule) do not share a run, so
+each is paid in full.
+
 With a curve surrogate (``predictor``, a :class:`~ecnas_plugin.energy.surrogates.curves.CurvePredictor`
 of the table's space) the search leaves the table: sampling and mutation range over the whole
 space, a configuration the table holds is looked up as before and any other is the surrogate's
@@ -59,10 +65,18 @@ class Evaluation(NamedTuple):
     true_val_acc: float  # mean over the table's repeats
     true_test_acc: float
     true_energy_kwh: float
+    # What this evaluation added to the search energy where it continued a run already paid for
+    # up to an earlier budget (None: trained from scratch, so ``train_energy_kwh``).
+    charged_kwh: float | None = None
 
     @property
     def key(self) -> str:
         return self.point.key
+
+    @property
+    def cost_kwh(self) -> float:
+        """The search energy this evaluation cost (EA-HAS-Bench's accounting, continuation charged the extra)."""
+        return self.train_energy_kwh if self.charged_kwh is None else self.charged_kwh
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,7 @@ class TabularSpace:
         self.points: tuple[Point, ...] = tuple(Point(k, e) for e in self.budgets for k in keys)
         self._index = {p: i for i, p in enumerate(self.points)}
         self._described: dict[str, str] = {}
+        self._features: dict[str, np.ndarray] = {}
         self._rows: dict[Point, tuple[list[tuple], tuple[float, float, float]]] = {}
         self.true_val_acc = np.concatenate([self.slices[e].means["val_acc"] for e in self.budgets])
         self.true_test_acc = np.concatenate([self.slices[e].means["test_acc"] for e in self.budgets])
@@ -189,6 +204,16 @@ class TabularSpace:
         except KeyError:
             raise UnknownName(f"{self.name} point", point) from None
 
+    def features(self, keys: Sequence[str]) -> np.ndarray:
+        """The space's feature vectors of configurations (the ``features`` capability), computed
+        once per configuration: what a model-based optimizer learns from."""
+        missing = [k for k in dict.fromkeys(keys) if k not in self._features]
+        if missing:
+            values, _ = self.adapter.features([self._arch(k) for k in missing])
+            for k, row in zip(missing, np.asarray(values, dtype=float)):
+                self._features[k] = row
+        return np.array([self._features[k] for k in keys])
+
     def describe(self, point: Point) -> str:
         """The space's text form of the point's configuration (computed once per configuration)."""
         text = self._described.get(point.key)
@@ -245,15 +270,31 @@ class TabularSpace:
         p = self.point(key, epochs)
         return self.slices[p.epochs].of(p.key)
 
-    def evaluate(self, point: Point, rng: np.random.Generator) -> Evaluation:
-        """Look the point up, drawing one measured repeat (no draw where there is one repeat)."""
+    def run_of(self, point: Point) -> tuple[str, object]:
+        """The training run the point is a checkpoint of. Points of one run share it: budgets read
+        from the checkpoints of the table's longest runs, or a predicted configuration's budgets
+        (one predicted curve). A budget the table holds runs of is its own run."""
+        if self.predictor is not None and point not in self._index:
+            return (point.key, "predicted")
+        return (point.key, self.slices[point.epochs].epochs)
+
+    def same_run(self, earlier: int, later: int) -> bool:
+        """Whether the table's configurations at budget ``later`` continue their runs at ``earlier``."""
+        return self.slices[earlier].epochs == self.slices[later].epochs
+
+    def evaluate(self, point: Point, rng: np.random.Generator, repeat: int | None = None) -> Evaluation:
+        """Look the point up, drawing one measured repeat (no draw where there is one repeat, or
+        where ``repeat`` names the one of a run being continued)."""
         found = self._rows.get(point)
         if found is None:
             if self.predictor is not None and point not in self._index:
                 return self._predict(point)
             found = self._row(point)
         repeats, true = found
-        r = int(rng.random() * len(repeats)) if len(repeats) > 1 else 0
+        if repeat is not None:
+            r = repeat
+        else:
+            r = int(rng.random() * len(repeats)) if len(repeats) > 1 else 0
         return Evaluation(point, self.describe(point), r, *repeats[r], *true)
 
     def _row(self, point: Point) -> tuple[list[tuple], tuple[float, float, float]]:

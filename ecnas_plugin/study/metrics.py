@@ -121,53 +121,121 @@ def attainment(fronts: list[pd.DataFrame], norm: Normalisation, percentiles=(10,
     return out
 
 
-def on_grid(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Step function y(x) (last value at or before each grid point; NaN before the first x)."""
+def on_grid(x: np.ndarray, y: np.ndarray, grid: np.ndarray, before: float = np.nan) -> np.ndarray:
+    """Step function y(x): the last value at or before each grid point (``before`` ahead of the
+    first x; the last value carried on after the last, as a finished run keeps what it found)."""
     idx = np.searchsorted(x, grid, side="right") - 1
-    out = np.where(idx >= 0, y[np.clip(idx, 0, None)], np.nan)
-    return out
+    return np.where(idx >= 0, y[np.clip(idx, 0, None)], before)
+
+
+def seed_band(curves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median and interquartile band over seeds of curves on one grid. Each seed's curve is
+    defined at every grid point (see :func:`on_grid`), so the median of monotone curves stays
+    monotone (a mean over the seeds present at each point would dip as seeds join)."""
+    stacked = np.vstack(curves)
+    return np.median(stacked, axis=0), np.quantile(stacked, 0.25, axis=0), np.quantile(stacked, 0.75, axis=0)
+
+
+def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the median over seeds (NaN for fewer than 2)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    medians = np.median(values[rng.integers(len(values), size=(resamples, len(values)))], axis=1)
+    # inverted_cdf picks resampled medians themselves: no interpolation across an infinite one
+    return tuple(float(q) for q in np.quantile(medians, [(1 - level) / 2, (1 + level) / 2], method="inverted_cdf"))
+
+
+def paired_test(values: pd.Series, reference: pd.Series) -> tuple[int, int, float]:
+    """(seeds better than the reference, seeds paired, two-sided Wilcoxon signed-rank p-value),
+    pairing by index (the seed). p is 1 where every difference is zero, NaN with no pair."""
+    from scipy.stats import wilcoxon
+
+    diff = (values - reference.reindex(values.index)).dropna()
+    if diff.empty:
+        return 0, 0, float("nan")
+    wins = int((diff > 0).sum())
+    if (diff == 0).all():
+        return wins, len(diff), 1.0
+    return wins, len(diff), float(wilcoxon(diff.to_numpy()).pvalue)
+
+
+def _median_reach(energies: np.ndarray) -> float:
+    """Median over seeds of the energy to reach a target, seeds that never did counting as
+    infinite: NaN where fewer than half reached it (never inf in a table)."""
+    value = float(np.median(np.where(np.isfinite(energies), energies, np.inf)))
+    return value if np.isfinite(value) else float("nan")
 
 
 def summarise(runs: pd.DataFrame, traces: dict[str, pd.DataFrame], norms: dict[str, Normalisation],
-              best_hv: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-run metrics and per-group summary (mean ± sd over seeds).
+              best_hv: dict[str, float], energy_aware: dict[tuple[str, str], bool] | None = None
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-run metrics and per-group summary: medians over seeds with bootstrap CIs, a paired
+    test against random search, the rank within each (space, budget), energy to a target.
 
-    A group is (space, budget, optimizer, objective). The energy-saving columns compare with
-    random search on the plain accuracy objective of the same space and budget: ``target_acc`` is
-    its final accuracy (mean over seeds); ``energy_to_target_kwh`` the median over seeds of the
-    search energy each run needed to reach it (inf where fewer than half the seeds reach it);
-    ``saving_vs_rs_total`` is 1 - that / random search's median total search energy.
+    A group is (space, budget, optimizer, objective). ``hv_ratio`` is the run's normalised
+    hypervolume over the space's best possible; ``hv30_ratio`` the same after its first 30
+    evaluations. The energy columns compare with random search on the plain accuracy objective
+    of the same space and budget: ``target_acc`` is its median final accuracy;
+    ``energy_to_target_kwh`` the median over seeds of the search energy each run needed to
+    reach it (NaN where fewer than half the seeds did); random search's own figure is its median
+    total search energy (what it spends to deliver that accuracy), with a bootstrap CI of the
+    median for the others (NaN bounds: not reached). ``saving_vs_rs`` is 1 - a
+    group's figure / random search's, ``saving_vs_best_blind`` the same against the best
+    energy-blind group (lowest figure among those that ignore energy: ``energy_aware`` maps
+    (optimizer, objective) to whether it uses energy). Groups are ranked by median ``hv_ratio``.
     """
+    energy_aware = energy_aware or {}
     per_run = runs.copy()
     per_run["hv"] = [normalised_hv(traces[r][ACC].to_numpy(), traces[r][ENERGY].to_numpy(), norms[s])
                      for r, s in zip(runs["run_id"], runs["space"])]
     per_run["hv_ratio"] = per_run["hv"] / per_run["space"].map(best_hv)
+    per_run["hv30_ratio"] = [normalised_hv(traces[r][ACC].to_numpy()[:30], traces[r][ENERGY].to_numpy()[:30], norms[s])
+                             / best_hv[s] if len(traces[r]) >= 30 else np.nan
+                             for r, s in zip(runs["run_id"], runs["space"])]
     per_run["front_size"] = [len(front(traces[r])) for r in runs["run_id"]]
+    per_run["energy_aware"] = [bool(energy_aware.get((o, j), j not in ("accuracy",)))
+                               for o, j in zip(per_run["optimizer"], per_run["objective"])]
     keys = ["space", "budget", "optimizer", "objective"]
     rs = per_run[(per_run["optimizer"] == "random") & (per_run["objective"] == "accuracy")]
-    target = rs.groupby(["space", "budget"])["best_true_test_acc"].mean()
+    target = rs.groupby(["space", "budget"])["best_true_test_acc"].median()
     rs_total = rs.groupby(["space", "budget"])["search_energy_kwh"].median()
     per_run["target_acc"] = [target.get((s, b), np.nan) for s, b in zip(per_run["space"], per_run["budget"])]
     per_run["energy_to_target_kwh"] = [energy_to_reach(traces[r], t) if np.isfinite(t) else np.nan
                                        for r, t in zip(per_run["run_id"], per_run["target_acc"])]
-    g = per_run.groupby(keys, sort=False)
-    summary = pd.DataFrame({
-        "seeds": g.size(),
-        "evaluations": g["evaluations"].mean(),
-        "hv_mean": g["hv"].mean(), "hv_sd": g["hv"].std(ddof=1),
-        "hv_ratio_mean": g["hv_ratio"].mean(),
-        "final_acc_mean": g["best_true_test_acc"].mean(), "final_acc_sd": g["best_true_test_acc"].std(ddof=1),
-        "search_kwh_median": g["search_energy_kwh"].median(),
-        "reached_target": g["energy_to_target_kwh"].apply(lambda v: float(np.mean(np.isfinite(v)))),
-        "energy_to_target_kwh": g["energy_to_target_kwh"].median(),
-    }).reset_index()
-    summary["target_acc"] = [target.get((s, b), np.nan) for s, b in zip(summary["space"], summary["budget"])]
-    rs_tot = np.array([rs_total.get((s, b), np.nan) for s, b in zip(summary["space"], summary["budget"])])
-    summary["saving_vs_rs_total"] = 1.0 - summary["energy_to_target_kwh"] / rs_tot
-    # HV difference to random search at equal evaluations, paired by seed.
-    rs_hv = rs.set_index(["space", "budget", "seed"])["hv"]
-    per_run["hv_minus_rs"] = [h - rs_hv.get((s, b, seed), np.nan) for h, s, b, seed in
-                              zip(per_run["hv"], per_run["space"], per_run["budget"], per_run["seed"])]
-    g = per_run.groupby(keys, sort=False)
-    summary["hv_wins_vs_rs"] = g["hv_minus_rs"].apply(lambda d: f"{int((d > 0).sum())}/{int(d.notna().sum())}").values
-    return per_run, summary
+    rows = []
+    for group, grp in per_run.groupby(keys, sort=False):
+        space, budget, optimizer, objective = group
+        is_rs = optimizer == "random" and objective == "accuracy"
+        ref = rs[(rs["space"] == space) & (rs["budget"] == budget)].set_index("seed")
+        wins, paired, p = (0, 0, np.nan) if is_rs or ref.empty else paired_test(grp.set_index("seed")["hv"], ref["hv"])
+        reach = grp["energy_to_target_kwh"].to_numpy(dtype=float)
+        rows.append({
+            "space": space, "budget": budget, "optimizer": optimizer, "objective": objective,
+            "energy_aware": bool(grp["energy_aware"].iloc[0]), "seeds": len(grp),
+            "evaluations": float(grp["evaluations"].median()),
+            "hv_ratio_median": float(grp["hv_ratio"].median()),
+            **dict(zip(("hv_ratio_ci_low", "hv_ratio_ci_high"), bootstrap_ci(grp["hv_ratio"]))),
+            "hv30_ratio_median": float(grp["hv30_ratio"].median()),
+            "hv_mean": float(grp["hv"].mean()),
+            "final_acc_median": float(grp["best_true_test_acc"].median()),
+            **dict(zip(("final_acc_ci_low", "final_acc_ci_high"), bootstrap_ci(grp["best_true_test_acc"]))),
+            "search_kwh_median": float(grp["search_energy_kwh"].median()),
+            "target_acc": target.get((space, budget), np.nan),
+            "reached_target": int(np.isfinite(reach).sum()),
+            "energy_to_target_kwh": (rs_total.get((space, budget), np.nan) if is_rs else _median_reach(reach)),
+            # seeds that never reached the target count as infinite; an infinite bound is NaN ("not reached")
+            **dict(zip(("energy_to_target_ci_low", "energy_to_target_ci_high"),
+                       (np.nan, np.nan) if is_rs else (v if np.isfinite(v) else np.nan for v in bootstrap_ci(
+                           np.where(np.isfinite(reach), reach, np.inf))))),
+            "hv_wins_vs_rs": wins, "hv_paired_seeds": paired, "hv_p_vs_rs": p,
+        })
+    summary = pd.DataFrame(rows)
+    summary["rank"] = summary.groupby(["space", "budget"])["hv_ratio_median"].rank(ascending=False, method="min")
+    rs_cost = np.array([rs_total.get((s, b), np.nan) for s, b in zip(summary["space"], summary["budget"])])
+    summary["saving_vs_rs"] = 1.0 - summary["energy_to_target_kwh"] / rs_cost
+    blind = summary[~summary["energy_aware"]].groupby(["space", "budget"])["energy_to_target_kwh"].min()
+    summary["saving_vs_best_blind"] = 1.0 - summary["energy_to_target_kwh"] / np.array(
+        [blind.get((s, b), np.nan) for s, b in zip(summary["space"], summary["budget"])])
+    return per_run, summary.sort_values(["space", "budget", "rank"], kind="stable").reset_index(drop=True)

@@ -203,6 +203,7 @@ def convert_trace(bridge_trace: pd.DataFrame, space: TabularSpace, source: str =
             best = (float(r.val_acc), true[1], true[2])
         rows.append((n, r.arch_key, space.describe(point), epochs, rep,
                      float(r.val_acc), float(rec["test_acc"][rep]), float(r.train_energy_kwh),
+                     float(r.train_energy_kwh),  # the bridge trains every evaluation from scratch: charged in full
                      float(rec["train_time_s"][rep]), str(rec["source"][rep]), *true,
                      float(r.objective), float(r.search_energy_kwh), *best))
     return pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
