@@ -21,6 +21,12 @@ mapping chooses (every key optional)::
       calibrate: false            # predict: calibrate the surrogate on the table's measured cells
                                   #   (needed when the table's campaign/hardware differs from the model's)
       epoch_scaling: null         # predict: linear | fit, to reach a table budget above the model's
+      surrogate: null             # a curve surrogate that extends a table served without a NASLib
+                                  #   mapping (search_space: nb201-joint-flowers17-cpu) to its whole
+                                  #   space: a registered curve surrogate's name (bezier, gbm-epoch:
+                                  #   fitted on the table when the run starts, seed 0) or the folder
+                                  #   of a saved curve model; configurations the table lacks are its
+                                  #   predictions, labelled predicted
       search_budget_kwh: null     # stop once the summed energy of evaluated cells exceeds this
       reference_point: null       # hypervolume reference [error, energy]; null = [1, table max]
       trace: true                 # write energy_trace.parquet and pareto_front.json
@@ -34,8 +40,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 
-from ecnas_plugin.errors import ConfigError
+from ecnas_plugin.errors import ConfigError, UnknownName
 from ecnas_plugin.objectives import OBJECTIVES
 
 MISSING_POLICIES = ("error", "predict")
@@ -64,6 +71,7 @@ class EnergyConfig:
     predictor: str | None = None
     calibrate: bool = False
     epoch_scaling: str | None = None
+    surrogate: str | None = None
     search_budget_kwh: float | None = None
     reference_point: tuple[float, float] | None = None
     trace: bool = True
@@ -165,6 +173,18 @@ def parse_energy(value: object) -> EnergyConfig | None:
     for key in ("predictor", "calibrate", "epoch_scaling"):
         if missing != "predict" and raw.get(key) not in (None, False):
             raise ConfigError(f"energy.{key}", "applies only with energy.missing: predict")
+    surrogate = raw.get("surrogate")
+    if surrogate is not None:
+        try:
+            out["surrogate"] = check_surrogate(surrogate, "energy.surrogate")
+        except UnknownName as exc:
+            raise ConfigError("energy.surrogate", str(exc)) from None
+        if missing == "predict":
+            raise ConfigError("energy.surrogate", "cannot be combined with energy.missing: predict: with a curve "
+                                                  "surrogate every configuration the table lacks is the surrogate's "
+                                                  "prediction (accuracy and energy); leave energy.missing at error")
+        if column != "train_energy_kwh":
+            raise ConfigError("energy.column", f"a curve surrogate predicts train_energy_kwh only, not {column!r}")
     ref = raw.get("reference_point")
     if ref is not None:
         if not isinstance(ref, (list, tuple)) or len(ref) != 2:
@@ -179,6 +199,22 @@ def parse_energy(value: object) -> EnergyConfig | None:
         raise ConfigError("energy.seed", f"expected an integer or null, got {seed!r}")
     out["seed"] = seed
     return EnergyConfig(**out)
+
+
+def check_surrogate(value: object, key: str, error: type[ConfigError] = ConfigError) -> str:
+    """A ``surrogate`` setting (the NASLib bridge's ``energy.surrogate``, a study space entry's
+    ``surrogate``): a registered curve surrogate's name (fitted on the table when the run starts,
+    seed 0, as :func:`ecnas_plugin.search.load_space` does) or the folder of a saved curve model.
+    ``error(key, detail)`` for a value that is neither a name nor a folder; :class:`UnknownName`
+    (naming ``key``) for a name no curve surrogate is registered under that is no model folder either."""
+    from ecnas_plugin.energy.surrogates.curves import MODEL_FILE, curve_surrogate_classes
+
+    if not isinstance(value, str) or not value:
+        raise error(key, f"a curve surrogate's name or a saved curve model's folder, got {value!r}")
+    if value not in curve_surrogate_classes() and not (Path(value) / MODEL_FILE).is_file():
+        raise UnknownName("curve surrogate", value, curve_surrogate_classes(),
+                          context=f"in {key} (nor a folder holding {MODEL_FILE})")
+    return value
 
 
 def energy_of_config(config: object) -> EnergyConfig | None:

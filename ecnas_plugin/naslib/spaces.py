@@ -16,7 +16,9 @@ Nothing here names a space: every answer comes from the registered spaces' ``Nas
     ``nb201-joint-flowers17-cpu``): its configurations through the bridge's own NASLib-compatible
     class (:mod:`ecnas_plugin.naslib.tabular`, serving :data:`TABULAR`), for NASLib's RS, RE and
     LS; optimizers that encode architectures with NASLib's encoders are refused
-    (:func:`check_optimizer`).
+    (:func:`check_optimizer`). With ``energy.surrogate`` (a curve surrogate) the search ranges
+    over the whole space, configurations the table lacks predicted; :func:`check_surrogate`
+    refuses one for any other target.
 
 :func:`plan` resolves and checks a config's ``energy:`` section against that target — the table
 exists and holds the target's space, the slice (epochs, hardware, campaign) exists, and the table
@@ -189,6 +191,35 @@ def check_search(name: str, optimizers: list[str]) -> Target | None:
     return tgt
 
 
+def check_surrogate(tgt: Target | None) -> None:
+    """Refuse (ConfigError ``energy.surrogate``), without NASLib, a curve surrogate for a target
+    it cannot extend: only a table served by the bridge's own class (:data:`TABULAR`, a space
+    without a NASLib mapping) leaves the table through one. NASLib's own spaces (NB101, NB201) and
+    NB101 tables served as subspaces answer from NASLib's graphs and data."""
+    if tgt is not None and tgt.serving == TABULAR:
+        return
+    if tgt is None:
+        where = "no registered search space maps onto it"
+    elif tgt.table is None:
+        where = (f"it is NASLib's own {tgt.naslib_space!r} space (registered space {tgt.space.name!r}), whose "
+                 "graphs and data file answer every query; energy a table lacks comes from energy.missing: predict")
+    else:
+        where = (f"table {tgt.table!r} is space {tgt.space.name!r}, served through NASLib's own "
+                 f"{tgt.naslib_space!r} graphs, which the bridge does not extend beyond the table")
+    served = [t for t in servable_tables() if _serving(_space_of_table(t)) == TABULAR]
+    name = tgt.name if tgt is not None else "?"
+    raise ConfigError("energy.surrogate", f"a curve surrogate extends a table served by the bridge's own search-space "
+                      f"class (a space without a NASLib mapping: {', '.join(served) or 'none registered'}); "
+                      f"search_space {name!r} is not one: {where}")
+
+
+def _space_of_table(name: str) -> SearchSpace:
+    from ecnas_plugin.registry import get_registry
+
+    reg = get_registry()
+    return reg.space(reg.table_spec(name).space)
+
+
 def default_table(space: SearchSpace) -> str:
     """The energy table used when a config names none: the mapping's preferred table if
     registered, else the only table of the space; a named ConfigError otherwise."""
@@ -251,6 +282,14 @@ def plan(config: object, tgt: Target, served: object | None = None) -> Plan | No
     if (search or {}).get("use_zc_api"):
         raise ConfigError("search.use_zc_api", "cannot be combined with energy: the zero-cost API hands "
                                                "BANANAS/NPENAS accuracies without query, bypassing the objective")
+    if energy.surrogate is not None:
+        check_surrogate(tgt)
+        if served is None:
+            raise ConfigError("energy.surrogate", f"needs the served table of search_space {tgt.name!r} "
+                                                  "(its dataset_api, tabular.build_dataset_api)")
+        if energy.table not in (None, tgt.table):
+            raise ConfigError("energy.table", f"with energy.surrogate the energy is the served table's "
+                                              f"({tgt.table!r}) and the surrogate's, not {energy.table!r}")
     space = tgt.space
     if tgt.table is not None:
         default_epochs = served.default_epochs if served is not None else None  # type: ignore[attr-defined]
@@ -281,6 +320,9 @@ def plan(config: object, tgt: Target, served: object | None = None) -> Plan | No
     source = EnergySource(table, energy, dataset if dataset in datasets else None)
     if energy.epochs is None:
         energy = replace(energy, epochs=source.epochs)
+    if energy.surrogate is not None:  # the search leaves the table: the rest is the surrogate's
+        served.extend(energy.surrogate)  # type: ignore[union-attr]
+        source.predict = served.energy_predictor(source)  # type: ignore[union-attr]
     if energy.missing == "error":
         _check_covers(source, tgt, served, name)
     return Plan(energy, table, source, tgt, config)

@@ -19,6 +19,19 @@ its ``Trainer`` use it — ``clone``, ``sample_random_architecture``, ``mutate``
   up to ``epoch``. The table holds one dataset and answers for it (a table mixing several is
   refused); NASLib's ``dataset`` names its data loaders and is not consulted, as for served NB101 tables.
 
+With a curve surrogate (``energy.surrogate``: a registered curve surrogate's name, fitted on the
+table when the run starts, or a saved model's folder; :meth:`TabularBench.extend`) the served
+space is the whole space, as for the built-in optimizers
+(:func:`ecnas_plugin.search.load_space` with ``surrogate``, whose
+:class:`~ecnas_plugin.search.space.TabularSpace` gives the moves and the predictions): sampling,
+mutation and neighbourhoods range over every configuration, a configuration the table holds
+answers from its runs as above, and any other from the surrogate — validation and test accuracy
+in percent at the run's budget, ``full_lc`` the predicted curve, training accuracy, time and
+parameters not predicted (NaN) — and its energy is the surrogate's (:class:`CurveEnergy`),
+labelled ``predicted`` in the trace, ``errors.json`` and the front. A surrogate of another space,
+dataset, hardware or campaign, or one that learnt fewer epochs than the run's budget, is refused
+(ConfigError naming the key).
+
 The bridge wraps this class's ``query`` exactly as NASLib's (``hooks.own_targets``), so energy,
 its source label (``estimated`` stays ``estimated``), the search-energy budget and the trace work
 as on NASLib's spaces. NASLib's encoders (BANANAS, NPENAS, BP) know only NASLib's own graphs: those
@@ -29,13 +42,15 @@ Nothing here imports NASLib except :func:`graph_class`.
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
 
-from ecnas_plugin.errors import SchemaError, UnknownName
+from ecnas_plugin.errors import ConfigError, EcnasError, SchemaError, UnknownName
 
 # What a query returns per repeat: NAS-Bench-101's key (NASLib's tabular benchmarks share these
 # names) -> the table column it is read from.
@@ -131,15 +146,44 @@ def _rng() -> np.random.Generator:
     return np.random.default_rng(np.random.randint(0, 2**31 - 1))
 
 
+# TabularSpaces with a fitted curve surrogate handed to the bridge by a caller that has one already
+# (a study's worker: its run's space), keyed (table, budget, surrogate setting): no second fit.
+_PROVIDED: dict[tuple[str, int, str], object] = {}
+# Passed where TabularSpace.evaluate takes a generator but a predicted point draws nothing.
+_NO_DRAW = np.random.default_rng(0)
+
+
+@contextmanager
+def provided(space: object, surrogate: str) -> Iterator[None]:
+    """Inside, a served table extended with ``surrogate`` (:meth:`TabularBench.extend`) at the
+    budget of ``space`` (a :class:`~ecnas_plugin.search.space.TabularSpace` of that table with
+    its curve predictor, e.g. ``load_space(table, epochs, surrogate)``) uses ``space`` itself:
+    the same fitted model, the same predictions, no refit."""
+    if getattr(space, "predictor", None) is None or space.epochs is None:  # type: ignore[attr-defined]
+        raise ValueError(f"{space!r} has no curve predictor or searches several budgets")
+    key = (str(space.table.name), int(space.epochs), surrogate)  # type: ignore[attr-defined]
+    before = _PROVIDED.get(key)
+    _PROVIDED[key] = space
+    try:
+        yield
+    finally:
+        if before is None:
+            _PROVIDED.pop(key, None)
+        else:
+            _PROVIDED[key] = before
+
+
 class TabularBench(TableRuns):
     """A table of a space without a NASLib mapping, served: its configurations at one budget (a
-    :class:`~ecnas_plugin.search.space.TabularSpace`, which gives the moves) and their runs.
+    :class:`~ecnas_plugin.search.space.TabularSpace`, which gives the moves) and their runs; with
+    a curve surrogate (:meth:`extend`) the whole space, configurations outside the table predicted.
 
     The budget must be one the table has runs of: energy is charged from those rows
     (:class:`ecnas_plugin.naslib.trace.EnergySource`), so budgets read from checkpoints are not served.
     """
 
-    def __init__(self, name: str, table: object | None = None, epochs: int | None = None):
+    def __init__(self, name: str, table: object | None = None, epochs: int | None = None,
+                 surrogate: str | None = None):
         import ecnas_plugin as ep
         from ecnas_plugin.registry import get_registry
         from ecnas_plugin.search.space import TabularSpace
@@ -155,33 +199,123 @@ class TabularBench(TableRuns):
         super().__init__(table, None, name, f"{name} configuration", epochs)
         self.space = TabularSpace(table, epochs=self.default_epochs, name=name)  # type: ignore[arg-type]
         self.adapter = adapter
+        self.surrogate: str | None = None  # the energy.surrogate setting the space was extended with
+        self.predictor = None  # its CurvePredictor
+        if surrogate is not None:
+            self.extend(surrogate)
+
+    def extend(self, surrogate: str) -> None:
+        """Serve the whole space: moves and predictions of ``load_space(table, budget, surrogate)``
+        (``surrogate``: a registered curve surrogate's name, fitted on the table, seed 0, or a saved
+        model's folder; a space :func:`provided` is used as it is). ConfigError naming the key for a
+        model of another space, dataset, hardware or campaign, or one that learnt fewer epochs."""
+        if self.surrogate == surrogate:
+            return
+        if self.surrogate is not None:
+            raise ConfigError("energy.surrogate", f"table {self.name!r} is served with curve surrogate "
+                                                  f"{self.surrogate!r} already, not {surrogate!r}")
+        space = _PROVIDED.get((self.name, self.default_epochs, surrogate))
+        if space is None:
+            from ecnas_plugin.search.space import load_space
+
+            try:
+                space = load_space(self.name, self.default_epochs, surrogate)
+            except UnknownName as exc:
+                if exc.what == "epoch budget":
+                    raise ConfigError("energy.epochs", f"{self.default_epochs} epochs is beyond what curve surrogate "
+                                                       f"{surrogate!r} learnt: {exc}") from None
+                raise ConfigError("energy.surrogate", f"{surrogate!r}: {exc}") from None
+            except EcnasError as exc:  # another space, a model that cannot load, a table it cannot learn
+                raise ConfigError("energy.surrogate", f"{surrogate!r} cannot extend table {self.name!r}: {exc}") from None
+        predictor = space.predictor  # type: ignore[attr-defined]
+        if predictor is not None and predictor.model.observes:
+            raise ConfigError("energy.surrogate", f"curve surrogate {surrogate!r} ({predictor.model.name}) extrapolates "
+                              f"a configuration's own first {predictor.model.observes} epochs: it cannot predict one "
+                              "never trained; use bezier or gbm-epoch")
+        if predictor is None or space.key_set != self.space.key_set:  # type: ignore[attr-defined]
+            raise ConfigError("energy.surrogate", f"{surrogate!r}: the extended space is not of the served table "
+                                                  f"{self.name!r} at {self.default_epochs} epochs")
+        ctx = predictor.context
+        for what in ("dataset", "hardware", "campaign"):
+            have = str(self.table.values(what)[0])  # type: ignore[attr-defined]  # one value: TableRuns checks
+            if str(ctx.get(what)) != have:
+                raise ConfigError("energy.surrogate", f"curve surrogate {surrogate!r} learnt {what} {ctx.get(what)!r} "
+                                  f"(table {ctx.get('table')!r}); table {self.name!r} is {what} {have!r}: its "
+                                  "predictions would not speak for this table")
+        self.space, self.predictor, self.surrogate = space, predictor, surrogate
+
+    def predicted(self, key: str) -> bool:
+        """Whether ``key`` is answered by the curve surrogate (a configuration outside the table)."""
+        return self.predictor is not None and key not in self._key_set
+
+    def _prediction(self, key: str, epochs: int | None = None):
+        """The surrogate's :class:`~ecnas_plugin.search.space.Evaluation` of ``key`` at the budget
+        (TabularSpace's own, cached per configuration: a study's conversion reads the same values)."""
+        from ecnas_plugin.search.space import Point
+
+        if epochs not in (None, self.default_epochs):
+            raise UnknownName("epoch budget", epochs, [self.default_epochs], context=f"for predicted {key}")
+        return self.space.evaluate(Point(key, self.default_epochs), _NO_DRAW)
+
+    def draw(self, key: str, epochs: int | None = None) -> dict:
+        if self.predicted(key):  # one prediction, no repeats; what the surrogate does not predict is NaN
+            ev = self._prediction(key, epochs)
+            nan = math.nan
+            return {"train_accuracy": nan, "validation_accuracy": ev.val_acc, "test_accuracy": ev.test_acc,
+                    "training_time": nan, "trainable_parameters": nan, "train_energy_kwh": ev.train_energy_kwh}
+        return super().draw(key, epochs)
+
+    def mean(self, key: str, epochs: int | None = None) -> dict:
+        return self.draw(key, epochs) if self.predicted(key) else super().mean(key, epochs)
+
+    def energy_predictor(self, source: object) -> CurveEnergy:
+        """The energy of configurations outside the table, for the run's EnergySource."""
+        if self.predictor is None:
+            raise ValueError(f"table {self.name!r} is served without a curve surrogate")
+        return CurveEnergy(self, source)
 
     def key_of(self, config: object) -> str:
         """The canonical key of a configuration (key text, or any form the space accepts) of the
-        table; UnknownName naming it otherwise."""
+        table (with a curve surrogate: of the space); UnknownName naming it otherwise."""
         return self.space.point(config, self.default_epochs).key
 
     def sample(self) -> str:
-        """A uniformly drawn configuration of the table."""
+        """A uniformly drawn configuration of the table (with a curve surrogate: of the whole space)."""
         return self.space.sample(_rng()).key
 
     def mutate(self, key: str) -> str:
-        """The space's own mutation of ``key``, kept inside the table (``TabularSpace.mutate``)."""
+        """The space's own mutation of ``key``, kept inside the table unless a curve surrogate
+        extends it (``TabularSpace.mutate``)."""
         from ecnas_plugin.search.space import Point
 
         return self.space.mutate(Point(key, self.default_epochs), _rng()).key
 
     def neighbours(self, key: str) -> list[str]:
         """The table's configurations one edit away; where it holds none (a sparse sample of a big
-        space), the nearest ones, so a local search always has a next step. Unshuffled."""
-        arch = self.space.archs[key]
-        found = self.adapter.neighbours(arch, self.space.key_set) or self.adapter.nearest(arch, self.space.key_set)
+        space), the nearest ones, so a local search always has a next step. With a curve surrogate,
+        every configuration of the space one edit away. Unshuffled."""
+        arch = self.space.archs.get(key)
+        if arch is None:  # a predicted configuration
+            arch = self.adapter.decode(key)
+        if self.predictor is not None:  # the whole space: every configuration one edit away
+            found = self.adapter.neighbours(arch)
+        else:
+            found = self.adapter.neighbours(arch, self.space.key_set) or self.adapter.nearest(arch, self.space.key_set)
         out = dict.fromkeys(self.adapter.canonical_key(a) for a in found)
         out.pop(key, None)
         return list(out)
 
     def curve(self, key: str, column: str, epoch: int = -1) -> list[float]:
-        """The recorded curve of ``column`` for one repeat of ``key`` (drawn), up to ``epoch``."""
+        """The recorded curve of ``column`` for one repeat of ``key`` (drawn), up to ``epoch``; a
+        predicted configuration's predicted curve (validation and test accuracy)."""
+        if self.predicted(key):
+            frame = self.space.query(key, self.default_epochs).curve
+            have = [c for c in ("train_acc", "val_acc", "test_acc", "train_loss", "train_time_s") if c in frame.columns]
+            if column not in have:
+                raise UnknownName("learning-curve column", column, have,
+                                  context=f"predicted by curve surrogate {self.surrogate!r} for {key}")
+            values = frame[column].tolist()
+            return values if epoch in (-1, None) else values[:int(epoch)]
         repeat = random.randint(0, len(self._runs(key, self.default_epochs)) - 1)
         curve = self.table.curve(key, epochs=self.default_epochs, repeat=repeat)  # type: ignore[attr-defined]
         if curve is None or column not in curve.columns:
@@ -191,10 +325,50 @@ class TabularBench(TableRuns):
         return values if epoch in (-1, None) else values[:int(epoch)]
 
 
-def build_dataset_api(name: str, table: object | None = None, epochs: int | None = None) -> dict:
+class CurveEnergy:
+    """Training energy (kWh, with σ) of configurations outside a served table, from its curve
+    surrogate at the run's budget: ``EnergySource.predict`` of a run with ``energy.surrogate``
+    (every value it gives is labelled ``predicted``; :meth:`describe` says how it was made)."""
+
+    def __init__(self, bench: TabularBench, source: object):
+        self.bench = bench
+        self.epochs = int(source.epochs)  # type: ignore[attr-defined]
+        if self.epochs != bench.default_epochs:
+            raise ConfigError("energy.epochs", f"{self.epochs} differs from the served budget {bench.default_epochs}")
+        self.predicted = 0
+
+    def __call__(self, key: str, spec: object = None) -> tuple[float, float]:
+        bench = self.bench
+        if not bench.predicted(key):  # a table configuration without this energy: not the surrogate's to fill
+            raise UnknownName("configuration", key, (), context=f"has no energy in table {bench.name!r} at "
+                                                                f"{self.epochs} epochs")
+        energy = float(bench._prediction(key).train_energy_kwh)
+        out = bench.predictor.predict([bench.adapter.decode(key)], [self.epochs])  # type: ignore[union-attr]
+        sd = out.get("energy_sd_kwh")
+        sd = math.nan if sd is None else float(np.asarray(sd)[0, 0])
+        if not (math.isfinite(energy) and energy > 0):
+            raise ConfigError("energy.surrogate", f"curve surrogate {bench.surrogate!r} gave no usable energy for "
+                                                  f"{key} ({energy!r} kWh)")
+        self.predicted += 1
+        return energy, sd
+
+    def describe(self) -> dict:
+        """How predictions were made (for pareto_front.json)."""
+        p = self.bench.predictor
+        return {"source": "predicted", "kind": "curve surrogate", "surrogate": self.bench.surrogate,
+                "model": p.context.get("model"), "model_context": dict(p.context),  # type: ignore[union-attr]
+                "epochs": self.epochs, "predicts": ["val_acc", "test_acc", "train_energy_kwh"],
+                "not_predicted": ["train_acc", "train_time_s", "params"],
+                "energy_method": "estimated" if p.context.get("energy_source") == "estimated" else None,  # type: ignore[union-attr]
+                "cells_predicted": self.predicted}
+
+
+def build_dataset_api(name: str, table: object | None = None, epochs: int | None = None,
+                      surrogate: str | None = None) -> dict:
     """NASLib ``dataset_api`` for table ``name`` served through :func:`graph_class`:
-    ``{NAME_KEY: name, SERVED_KEY: TabularBench}``."""
-    return {NAME_KEY: name, SERVED_KEY: TabularBench(name, table, epochs)}
+    ``{NAME_KEY: name, SERVED_KEY: TabularBench}`` (``surrogate``: see :meth:`TabularBench.extend`;
+    a run's ``energy.surrogate`` extends it when its energy section is planned)."""
+    return {NAME_KEY: name, SERVED_KEY: TabularBench(name, table, epochs, surrogate)}
 
 
 @lru_cache(maxsize=1)

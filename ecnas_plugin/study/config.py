@@ -26,8 +26,10 @@ name (table, optimizer, objective, parameter, key) is refused here with the list
 NASLib's own optimizers run through the bridge when NASLib is installed: ``naslib:rs``,
 ``naslib:re``, ``naslib:ls``, ``naslib:bananas``, ``naslib:npenas`` (single-objective; ``params``
 are NASLib ``search:`` settings, see :data:`ecnas_plugin.study.naslib_runs.PARAMS`), on the
-tables of a space with a NASLib mapping, at one budget. Without NASLib such a config is refused
-here, before anything runs, with the install steps.
+tables the bridge serves (an NB101 table; for ``rs``/``re``/``ls`` a table of a space without a
+NASLib mapping, such as the joint table, also with a ``surrogate``: the bridge then searches the
+whole space, configurations outside the table predicted), at one budget. Without NASLib such a
+config is refused here, before anything runs, with the install steps.
 """
 
 from __future__ import annotations
@@ -166,14 +168,9 @@ def _surrogate(value: object, table: str) -> str | None:
     when the run starts) or the folder of a saved curve model; the table's space must sample."""
     if value is None:
         return None
-    from ecnas_plugin.energy.surrogates.curves import MODEL_FILE, curve_surrogate_classes
+    from ecnas_plugin.naslib.config import check_surrogate  # one rule for studies and the NASLib bridge
 
-    key = f"spaces[{table}].surrogate"
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, f"a curve surrogate's name or a saved curve model's folder, got {value!r}")
-    if value not in curve_surrogate_classes() and not (Path(value) / MODEL_FILE).is_file():
-        raise UnknownName("curve surrogate", value, curve_surrogate_classes(),
-                          context=f"in {key} (nor a folder holding {MODEL_FILE})")
+    check_surrogate(value, f"spaces[{table}].surrogate", ConfigError)
     registry = get_registry()
     registry.space(registry.table_spec(table).space).require("sample", flow=f"a search beyond table {table!r}")
     return value
@@ -261,19 +258,21 @@ def parse_study(data: dict, *, where: str = "study config") -> Study:
 
     naslib_optimizers = [o for o, _, _ in optimizers if naslib_runs.is_naslib(o)]
     for sname, epochs, _, surrogate in spaces:
-        if naslib_optimizers and surrogate is not None:
-            raise ConfigError(f"spaces[{sname}].surrogate", "NASLib optimizers search a table through the bridge; "
-                                                          "a surrogate-extended space is for the built-in ones")
         if naslib_optimizers:
             from ecnas_plugin.naslib import spaces as naslib_spaces
 
             flow = f"NASLib optimizers ({', '.join(naslib_optimizers)}) on table {sname!r}"
             try:  # what the bridge can serve, decided by the space's capabilities, without NASLib
-                naslib_spaces.check_search(sname, [o[len(naslib_runs.PREFIX):] for o in naslib_optimizers])
+                tgt = naslib_spaces.check_search(sname, [o[len(naslib_runs.PREFIX):] for o in naslib_optimizers])
             except errors.MissingCapability:
                 raise
             except errors.EcnasError as exc:
                 raise ConfigError(f"spaces[{sname}]", f"{flow}: {exc}") from None
+            if surrogate is not None:  # the bridge extends only a table it serves with its own class
+                try:
+                    naslib_spaces.check_surrogate(tgt)
+                except errors.ConfigError as exc:
+                    raise ConfigError(f"spaces[{sname}].surrogate", f"{flow}: {exc}") from None
             if isinstance(epochs, tuple):
                 raise ConfigError(f"spaces[{sname}].epochs", f"{flow} search one epoch budget, not {list(epochs)}")
 

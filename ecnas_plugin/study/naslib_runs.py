@@ -19,7 +19,10 @@ Mapping:
   cells of the space (the built-in searches stop there too).
 - The study space (a table name) → ``search_space``: any registered NB101 table with accuracies is
   served to NASLib as an EC-NAS-style subspace (:mod:`ecnas_plugin.naslib.subspace`); its epoch
-  budget → ``energy.epochs``. :func:`require` refuses, before anything runs, a table the bridge
+  budget → ``energy.epochs``; its ``surrogate`` → ``energy.surrogate`` (a table served by the
+  bridge's own class, e.g. the joint table: the bridge searches the whole space and is handed the
+  run's own fitted model, :func:`ecnas_plugin.naslib.tabular.provided`; predicted rows are the
+  space's predictions, ``source = predicted``). :func:`require` refuses, before anything runs, a table the bridge
   cannot serve (another space's, or one without accuracies), naming it.
 
 Differences from a built-in run, by construction of the bridge: the bridge charges each evaluation
@@ -104,7 +107,7 @@ def require(optimizers: list[str], tables: Sequence[str] = ()) -> None:
 
 
 def energy_section(objective_name: str, objective_params: dict, epochs: int,
-                   search_kwh: float | None) -> dict:
+                   search_kwh: float | None, surrogate: str | None = None) -> dict:
     """The bridge's ``energy:`` section for a study objective (see the module docstring)."""
     if objective_name == "accuracy":
         section: dict = {"objective": "penalty", "weight": 0.0, "reference_kwh": 1.0}
@@ -119,6 +122,8 @@ def energy_section(objective_name: str, objective_params: dict, epochs: int,
     section["epochs"] = int(epochs)
     if search_kwh is not None:
         section["search_budget_kwh"] = float(search_kwh)
+    if surrogate is not None:  # the study space's curve surrogate: the bridge searches the whole space
+        section["surrogate"] = str(surrogate)
     return section
 
 
@@ -129,7 +134,8 @@ def config_dict(spec, space: TabularSpace, save_dir: str) -> dict:
     return {
         "seed": int(spec.seed), "optimizer": spec.optimizer[len(PREFIX):], "search_space": spec.space,
         "dataset": "cifar10", "out_dir": save_dir, "search": search, "evaluation": {"checkpoint_freq": 100000},
-        "energy": energy_section(spec.objective_name, spec.objective_params, space.epochs, spec.budget_kwh),
+        "energy": energy_section(spec.objective_name, spec.objective_params, space.epochs, spec.budget_kwh,
+                                 getattr(spec, "surrogate", None)),
     }
 
 
@@ -140,12 +146,17 @@ def run_naslib(spec, space: TabularSpace, run_folder: Path) -> pd.DataFrame:
     """
     import yaml
 
+    from contextlib import nullcontext
+
     from ecnas_plugin import naslib as bridge
-    from ecnas_plugin.naslib import runner
+    from ecnas_plugin.naslib import runner, tabular
     from ecnas_plugin.naslib.trace import TRACE_FILE
 
     bridge.install()  # raises NaslibUnavailable with install steps when NASLib is missing
-    with tempfile.TemporaryDirectory(prefix="ecnas-naslib-") as tmp:
+    surrogate = getattr(spec, "surrogate", None)
+    # with a surrogate the bridge serves this run's own space (its fitted model: no refit, the same predictions)
+    serving = tabular.provided(space, surrogate) if surrogate is not None else nullcontext()
+    with tempfile.TemporaryDirectory(prefix="ecnas-naslib-") as tmp, serving:
         path = Path(tmp) / "config.yaml"
         path.write_text(yaml.safe_dump(config_dict(spec, space, str(Path(tmp) / "out"))))
         config = runner.load_config(str(path), [])
@@ -176,11 +187,12 @@ def convert_trace(bridge_trace: pd.DataFrame, space: TabularSpace, source: str =
     for col in need:
         if col not in bridge_trace.columns:
             raise DataFormatError(source, None, f"bridge trace lacks column {col!r} (has {list(bridge_trace.columns)})")
-    if "energy_source" in bridge_trace.columns:
-        predicted = int((bridge_trace["energy_source"] == "predicted").sum())
+    labels = bridge_trace["energy_source"] if "energy_source" in bridge_trace.columns else None
+    if labels is not None and space.predictor is None:
+        predicted = int((labels == "predicted").sum())
         if predicted:  # the study's true energies are the table's own values: never mix in predictions
             raise DataFormatError(source, None, f"bridge trace has {predicted} predicted energies; a study needs "
-                                                "the table's own")
+                                                "the table's own (or a space with its curve surrogate)")
     if space.epochs is None:
         raise DataFormatError(source, None, f"space {space.name} searches budgets {list(space.budgets)}; a NASLib "
                                             "run searches one")
@@ -188,6 +200,23 @@ def convert_trace(bridge_trace: pd.DataFrame, space: TabularSpace, source: str =
     rows: list[tuple] = []
     best = None
     for n, r in enumerate(bridge_trace.itertuples(index=False), start=1):
+        if r.arch_key not in space.key_set and space.predictor is not None:
+            # outside the table: the space's prediction (the bridge served this space's surrogate)
+            point = Point(r.arch_key, epochs)
+            ev = space.evaluate(point, np.random.default_rng(0))  # a predicted point draws nothing
+            label = getattr(r, "energy_source", "predicted")
+            if label != "predicted" or not np.isclose(ev.val_acc, r.val_acc, rtol=0, atol=1e-9) or \
+                    not np.isclose(ev.train_energy_kwh, r.train_energy_kwh, rtol=1e-9, atol=0):
+                raise DataFormatError(source, n - 1, f"configuration {r.arch_key} (outside table {space.table.name}) "
+                                      f"is {label} with accuracy {r.val_acc!r} and {r.train_energy_kwh!r} kWh; the "
+                                      f"surrogate predicts {ev.val_acc!r} and {ev.train_energy_kwh!r} kWh")
+            if best is None or r.val_acc > best[0]:
+                best = (float(r.val_acc), ev.true_test_acc, ev.true_energy_kwh)
+            rows.append((n, r.arch_key, space.describe(point), epochs, 0, float(r.val_acc), ev.test_acc,
+                         float(r.train_energy_kwh), float(r.train_energy_kwh), ev.train_time_s, "predicted",
+                         ev.true_val_acc, ev.true_test_acc, ev.true_energy_kwh,
+                         float(r.objective), float(r.search_energy_kwh), *best))
+            continue
         if r.arch_key not in space.key_set:
             raise DataFormatError(source, n - 1, f"cell {r.arch_key} is not in space {space.name}")
         point = Point(r.arch_key, epochs)
