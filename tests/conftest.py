@@ -100,3 +100,13 @@ def example_installed(tmp_path_factory) -> Path:
     if proc.returncode != 0:
         pytest.fail(f"pip could not install the example plugin:\n{proc.stdout}\n{proc.stderr}")
     return target
+
+
+@pytest.fixture(scope="module")
+def bridge():
+    """The NASLib bridge installed for a test module (tests using it are marked needs NASLib)."""
+    from ecnas_plugin import naslib as bridge
+
+    bridge.install()
+    yield bridge
+    bridge.install()

@@ -128,15 +128,6 @@ def _config(tmp_path: Path, optimizer: str, epochs: int, **energy) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def bridge():
-    from ecnas_plugin import naslib as bridge
-
-    bridge.install()
-    yield bridge
-    bridge.install()
-
-
 @needs_naslib
 @pytest.mark.parametrize("optimizer", ["rs", "re", "ls"])
 def test_naslib_optimizers_search_the_joint_table_with_its_estimated_energy(tmp_path, capsys, monkeypatch, bridge,

@@ -191,15 +191,6 @@ def _config(tmp_path: Path, optimizer: str, epochs: int, **energy) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def bridge():
-    from ecnas_plugin import naslib as bridge
-
-    bridge.install()
-    yield bridge
-    bridge.install()
-
-
 @needs_naslib
 @pytest.mark.parametrize("optimizer", ["rs", "re", "ls"])
 def test_naslib_optimizers_search_beyond_the_joint_table(tmp_path, capsys, monkeypatch, bridge, model_dir,

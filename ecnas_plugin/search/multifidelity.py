@@ -24,8 +24,6 @@ whole run. With a single budget a bracket is one rung and the search is random.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
-
 import numpy as np
 
 from .optimizers import Optimizer, worst_member
@@ -37,7 +35,6 @@ class Hyperband(Optimizer):
 
     name = "hyperband"
     params = {"eta": 3}
-    brackets_in: ClassVar[str] = "epochs"
 
     def __init__(self, space: TabularSpace, rng: np.random.Generator, **params: object):
         super().__init__(space, rng, **params)
@@ -136,7 +133,6 @@ class EnergyHyperband(Hyperband):
 
     name = "ea-hyperband"
     params = {"eta": 3, "bracket_kwh": None}
-    brackets_in = "kwh"
     uses_energy = True
 
     def _bracket_size(self, s: int) -> int | None:
