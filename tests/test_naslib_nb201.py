@@ -16,6 +16,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -78,8 +79,11 @@ def test_graph_types_and_targets_come_from_the_registered_spaces(nb201):
     served = spaces.target("ecnas-4v")
     assert served.table == "ecnas-4v" and served.space.name == "nasbench101"
     assert spaces.target("darts") is None  # NASLib's, no energy: the bridge leaves it alone
-    with pytest.raises(ConfigError, match="energy.table: " + NB201_TABLE):  # NB201 tables are energy tables
-        spaces.target(NB201_TABLE)
+    # An NB201 table named as the search space is searched on its own accuracies, through the
+    # bridge's own class (NASLib's NB201 graphs would answer from NASLib's data, not the table's)
+    own = spaces.target(NB201_TABLE)
+    assert own.table == NB201_TABLE and own.serving == spaces.TABULAR and NB201_TABLE in spaces.servable_tables()
+    assert spaces.target("ecnas-4v").serving == spaces.SUBSPACE  # NB101 tables keep NASLib's graphs
     assert spaces.default_table(t.space) == NB201_TABLE  # the only NB201 table registered
 
 
@@ -360,3 +364,22 @@ def test_naslib_nb201_query_outside_the_table_gets_a_labelled_prediction(nb201, 
     assert front["energy_sources"] == {label: 1, "predicted": 1}
     assert front["prediction"]["model"] == "lightgbm" and front["prediction"]["training_table"] == NB201_TABLE
     assert front["prediction"]["cells_predicted"] == 1 and front["provenance"]["naslib"]["version"]
+
+
+@needs_naslib
+def test_naslib_re_searches_an_nb201_table_on_its_own_accuracies(nb201, tmp_path, bridge):
+    """The study worker's path on the example NB201 table: NASLib's RE moves inside the table, and
+    every evaluation carries the table's accuracy, energy and its `estimated` label."""
+    from ecnas_plugin.search import TRACE_COLUMNS, load_space
+    from ecnas_plugin.study import naslib_runs
+    from ecnas_plugin.study.config import RunSpec
+
+    space = load_space(NB201_TABLE)
+    spec = RunSpec(NB201_TABLE, space.epochs, "naslib:re", {"population_size": 4, "sample_size": 2}, "accuracy",
+                   "accuracy", {}, 12, None, 0)
+    trace = naslib_runs.run_naslib(spec, space, tmp_path / "run")
+    assert list(trace.columns) == list(TRACE_COLUMNS) and len(trace) == 12
+    assert set(trace["arch_key"]) <= set(space.keys) and (trace["source"] == "estimated").all()
+    means = nb201.frame.groupby("arch_key")[["val_acc", "train_energy_kwh"]].mean()
+    assert np.allclose(trace["true_energy_kwh"], trace["arch_key"].map(means["train_energy_kwh"]))
+    assert np.allclose(trace["true_val_acc"], trace["arch_key"].map(means["val_acc"]))

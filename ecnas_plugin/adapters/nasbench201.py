@@ -10,6 +10,7 @@ source first, which differs from the string's order (sorted by target first).
 from __future__ import annotations
 
 import csv
+import functools
 import operator
 import re
 import itertools
@@ -270,6 +271,24 @@ class NasBench201(SearchSpace):
                         out.append(key)
         return out
 
+    def nearest(self, arch: object, subset: Collection[str] | None = None, max_edits: int = 4) -> list[str]:
+        """The cells of ``subset`` fewest op changes away (at least one, at most ``max_edits``),
+        sorted: the Hamming distance of their op tuples in one vectorised pass, where the generic
+        ring-by-ring walk visits thousands of cells outside a small table per move."""
+        if subset is None:
+            return super().nearest(arch, subset, max_edits)
+        import numpy as np  # here, not at import: the CLI starts without numpy
+
+        subset = subset if isinstance(subset, frozenset) else frozenset(subset)
+        keys, codes = _coded_subset(subset)
+        start = self.arch(arch)
+        edits = (codes != np.array(to_op_indices(start), np.int8)).sum(axis=1)
+        ok = edits >= 1
+        if ok.any() and edits[ok].min() <= max_edits:
+            return [keys[i] for i in np.flatnonzero(edits == edits[ok].min())]
+        raise InvalidArchitecture("no-neighbour", f"nothing within {max_edits} edits inside the "
+                                                  f"{len(subset)} allowed configurations of {self.name}", start)
+
     def stratum(self, arch: object) -> tuple:
         """How many edges carry each op (in :data:`OPS` order)."""
         ops = parse_arch_str(self.arch(arch))
@@ -284,6 +303,15 @@ class NasBench201(SearchSpace):
         from ecnas_plugin.energy.surrogates.features import nb201_feature_names, nb201_features
 
         return nb201_features([self.arch(a) for a in archs]), nb201_feature_names()
+
+
+@functools.lru_cache(maxsize=8)
+def _coded_subset(subset: frozenset[str]):
+    """(sorted keys, their op indices as an int8 array) of a table's cells, once per table."""
+    import numpy as np
+
+    keys = sorted(subset)
+    return keys, np.array([to_op_indices(k) for k in keys], np.int8).reshape(len(keys), len(STRING_EDGES))
 
 
 @hookimpl

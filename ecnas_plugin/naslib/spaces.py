@@ -125,25 +125,23 @@ def target(name: str) -> Target | None:
         from ecnas_plugin.naslib.subspace import GRAPH_TYPE
 
         space = reg.space(reg.table_spec(name).space)
-        if not space.supports("naslib"):  # no NASLib graphs: the bridge's own class, by capabilities
-            space.require("sample", "neighbours", flow=f"search_space {name!r} (a table of a space without a "
-                                                       "NASLib mapping, served as a NASLib search space)")
-            return Target(name, space, table=name, serving=TABULAR)
-        if space.naslib.graph_type != GRAPH_TYPE:  # type: ignore[union-attr]
-            raise ConfigError("search_space", f"table {name!r} is space {space.name!r}: only tables of NASLib "
-                              f"{GRAPH_TYPE!r} graphs can be served as search spaces (their accuracies answer "
-                              f"NASLib's queries); search NASLib's own {space.naslib.search_space!r} with "  # type: ignore[union-attr]
-                              f"energy.table: {name}")
-        return Target(name, space, table=name, serving=SUBSPACE)
+        serving = _serving(space)
+        if serving is None:
+            space.require("sample", "neighbours", flow=f"search_space {name!r} (a table of a space NASLib's "
+                                                       "graphs cannot serve, served as a NASLib search space)")
+        return Target(name, space, table=name, serving=serving)
     return None
 
 
 def _serving(space: SearchSpace) -> str | None:
-    """How a table of ``space`` is served as a search space (None: it cannot be)."""
+    """How a table of ``space`` is served as a search space (None: it cannot be): NASLib's own
+    graphs where the subspace can serve them (NB101), else the bridge's own class where the space
+    can sample and move (the joint space; NB201, whose NASLib graphs answer from NASLib's own data,
+    not from a table)."""
     from ecnas_plugin.naslib.subspace import GRAPH_TYPE
 
-    if space.supports("naslib"):
-        return SUBSPACE if space.naslib.graph_type == GRAPH_TYPE else None  # type: ignore[union-attr]
+    if space.supports("naslib") and space.naslib.graph_type == GRAPH_TYPE:  # type: ignore[union-attr]
+        return SUBSPACE
     return TABULAR if space.supports("sample") and space.supports("neighbours") else None
 
 
@@ -164,7 +162,7 @@ ENCODING_OPTIMIZERS = {"bananas": "Bananas", "npenas": "Npenas", "bp": "BasePred
 
 def check_optimizer(optimizer: str | object, tgt: Target) -> None:
     """Refuse (ConfigError ``optimizer``), before anything runs, a NASLib optimizer that cannot
-    search ``tgt``: one that encodes architectures, on a table served without a NASLib mapping.
+    search ``tgt``: one that encodes architectures, on a table served by the bridge's own class.
     ``optimizer``: its config name (``bananas``) or the optimizer itself."""
     if tgt.serving != TABULAR:
         return
@@ -176,8 +174,8 @@ def check_optimizer(optimizer: str | object, tgt: Target) -> None:
     if name in ENCODING_OPTIMIZERS:
         raise ConfigError("optimizer", f"NASLib optimizer {name!r} cannot search {tgt.name!r}: it encodes "
                           f"architectures with NASLib's encoders, which know only NASLib's own spaces' graphs, and "
-                          f"space {tgt.space.name!r} has no NASLib mapping (its table is served by the bridge's own "
-                          "search-space class); use rs, re or ls")
+                          f"the table of space {tgt.space.name!r} is served by the bridge's own search-space class, "
+                          "not as NASLib graphs; use rs, re or ls")
 
 
 def check_search(name: str, optimizers: list[str]) -> Target | None:
@@ -193,8 +191,8 @@ def check_search(name: str, optimizers: list[str]) -> Target | None:
 
 def check_surrogate(tgt: Target | None) -> None:
     """Refuse (ConfigError ``energy.surrogate``), without NASLib, a curve surrogate for a target
-    it cannot extend: only a table served by the bridge's own class (:data:`TABULAR`, a space
-    without a NASLib mapping) leaves the table through one. NASLib's own spaces (NB101, NB201) and
+    it cannot extend: only a table served by the bridge's own class (:data:`TABULAR`: a space
+    without a NASLib mapping, or NB201) leaves the table through one. NASLib's own spaces (NB101, NB201) and
     NB101 tables served as subspaces answer from NASLib's graphs and data."""
     if tgt is not None and tgt.serving == TABULAR:
         return
@@ -209,7 +207,7 @@ def check_surrogate(tgt: Target | None) -> None:
     served = [t for t in servable_tables() if _serving(_space_of_table(t)) == TABULAR]
     name = tgt.name if tgt is not None else "?"
     raise ConfigError("energy.surrogate", f"a curve surrogate extends a table served by the bridge's own search-space "
-                      f"class (a space without a NASLib mapping: {', '.join(served) or 'none registered'}); "
+                      f"class ({', '.join(served) or 'none registered'}); "
                       f"search_space {name!r} is not one: {where}")
 
 
