@@ -80,8 +80,8 @@ def names() -> tuple[str, ...]:
 
 def check_tables(tables: list[str]) -> None:
     """Refuse (before anything runs) a study table the bridge cannot serve to NASLib as a search
-    space: a table of a space that does not map onto NASLib's NB101 graphs (ConfigError naming
-    ``spaces``). Needs no NASLib and loads no table."""
+    space: one neither of NASLib's NB101 graph type nor of a space that can sample and move
+    (ConfigError naming ``spaces``). Needs no NASLib and loads no table."""
     from ecnas_plugin.naslib import spaces
     from ecnas_plugin.study.config import ConfigError
 
