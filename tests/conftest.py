@@ -102,6 +102,38 @@ def example_installed(tmp_path_factory) -> Path:
     return target
 
 
+def _naslib_missing() -> list[str]:
+    from ecnas_plugin.naslib.compat import missing_requirements
+
+    return missing_requirements()
+
+
+NASLIB_MISSING = _naslib_missing()
+needs_naslib = pytest.mark.skipif(bool(NASLIB_MISSING), reason=f"NASLib is not installed here (missing: "
+                                                               f"{', '.join(NASLIB_MISSING)}); see "
+                                                               "ecnas_plugin.naslib.compat.install_help()")
+
+
+@pytest.fixture
+def unmovable_space(monkeypatch) -> str:
+    """A registered space ``flat-test`` that can name configurations but neither sample nor move:
+    what the bridge's own search-space class cannot serve."""
+    from ecnas_plugin.adapters.base import SearchSpace
+    from ecnas_plugin.registry import get_registry
+
+    class Flat(SearchSpace):
+        name = "flat-test"
+
+        def canonical_key(self, arch):
+            return str(arch)
+
+        def parse_arch(self, text):
+            return text
+
+    monkeypatch.setitem(get_registry().items["spaces"], Flat.name, Flat())
+    return Flat.name
+
+
 @pytest.fixture(scope="module")
 def bridge():
     """The NASLib bridge installed for a test module (tests using it are marked needs NASLib)."""

@@ -20,18 +20,14 @@ import pytest
 import yaml
 
 import ecnas_plugin as ep
-from ecnas_plugin.adapters.base import SearchSpace
 from ecnas_plugin.errors import MissingCapability
 from ecnas_plugin.naslib import spaces, tabular
-from ecnas_plugin.naslib.compat import missing_requirements
 from ecnas_plugin.naslib.config import ConfigError
 from ecnas_plugin.registry import get_registry
 from ecnas_plugin.table import TableSpec
+from conftest import needs_naslib
 
 TABLE = "nb201-joint-flowers17-cpu"
-MISSING = missing_requirements()
-needs_naslib = pytest.mark.skipif(bool(MISSING), reason=f"NASLib is not installed here (missing: {', '.join(MISSING)}); "
-                                                        "see ecnas_plugin.naslib.compat.install_help()")
 
 
 @pytest.fixture(scope="module")
@@ -76,20 +72,9 @@ def test_the_refusal_imports_no_naslib():
     assert out.stdout.split() == ["ConfigError", "[]"]
 
 
-def test_a_space_without_neighbours_is_refused_by_name(monkeypatch):
-    class Flat(SearchSpace):
-        name = "flat-test"
-
-        def canonical_key(self, arch):
-            return str(arch)
-
-        def parse_arch(self, text):
-            return text
-
-    reg = get_registry()
-    monkeypatch.setitem(reg.items["spaces"], "flat-test", Flat())
-    monkeypatch.setitem(reg.items["tables"], "flat-table", TableSpec("flat-table", "flat-test", "test", (),
-                                                                     build=lambda files: None))
+def test_a_space_without_neighbours_is_refused_by_name(monkeypatch, unmovable_space):
+    monkeypatch.setitem(get_registry().items["tables"], "flat-table", TableSpec("flat-table", unmovable_space, "test",
+                                                                                (), build=lambda files: None))
     with pytest.raises(MissingCapability, match="'flat-test' has no 'sample' capability.*search_space 'flat-table'"):
         spaces.target("flat-table")
     assert "flat-table" not in spaces.servable_tables()

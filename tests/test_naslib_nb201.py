@@ -22,17 +22,15 @@ import yaml
 
 import ecnas_plugin as ep
 from ecnas_plugin.adapters import nasbench201 as n201
-from ecnas_plugin.naslib import compat, spaces
+from ecnas_plugin.naslib import spaces
 from ecnas_plugin.naslib.config import ConfigError, parse_energy
 from ecnas_plugin.naslib.trace import STATE_KEY, EnergySource, RunState
 from ecnas_plugin.registry import get_registry
 from ecnas_plugin.table import EnergyTable, TableSpec
+from conftest import needs_naslib
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ecnas-example-tables" / "src" / "ecnas_example_tables"
 NB201_TABLE = "example-nb201-flowers17-cpu"
-MISSING = compat.missing_requirements()
-needs_naslib = pytest.mark.skipif(bool(MISSING), reason=f"NASLib is not installed here (missing: {', '.join(MISSING)}); "
-                                                        "see ecnas_plugin.naslib.compat.install_help()")
 
 
 @pytest.fixture

@@ -28,14 +28,10 @@ import yaml
 
 import ecnas_plugin as ep
 from ecnas_plugin.errors import ConfigError, MissingCapability, UnknownName
-from ecnas_plugin.naslib.compat import missing_requirements
 from ecnas_plugin.search import OPTIMIZERS
 from ecnas_plugin.search.naslib_optimizer import naslib_optimizer, naslib_sms_emoa
+from conftest import NASLIB_MISSING as MISSING, needs_naslib
 
-MISSING = missing_requirements()
-needs_naslib = pytest.mark.skipif(bool(MISSING), reason=f"NASLib is not installed here (missing: "
-                                                        f"{', '.join(MISSING)}); see "
-                                                        "ecnas_plugin.naslib.compat.install_help()")
 NB101, JOINT = "ecnas-4v", "nb201-joint-flowers17-cpu"
 BUDGET = {NB101: 108, JOINT: 10}
 STEPS = 16

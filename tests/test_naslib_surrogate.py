@@ -22,13 +22,10 @@ import yaml
 import ecnas_plugin as ep
 from ecnas_plugin.energy.surrogates.curves import MODEL_FILE, CurvePredictor
 from ecnas_plugin.naslib import spaces, tabular
-from ecnas_plugin.naslib.compat import missing_requirements
 from ecnas_plugin.naslib.config import ConfigError, parse_energy
+from conftest import NASLIB_MISSING as MISSING, needs_naslib
 
 TABLE = "nb201-joint-flowers17-cpu"
-MISSING = missing_requirements()
-needs_naslib = pytest.mark.skipif(bool(MISSING), reason=f"NASLib is not installed here (missing: {', '.join(MISSING)}); "
-                                                        "see ecnas_plugin.naslib.compat.install_help()")
 
 
 @pytest.fixture(scope="module")

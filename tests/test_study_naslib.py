@@ -16,16 +16,14 @@ import pandas as pd
 import pytest
 
 from ecnas_plugin.errors import DataFormatError, UnknownName
-from ecnas_plugin.naslib.compat import NaslibUnavailable, missing_requirements
+from ecnas_plugin.naslib.compat import NaslibUnavailable
 from ecnas_plugin.naslib.config import parse_energy
 from ecnas_plugin.objectives import make_objective
 from ecnas_plugin.search import TRACE_COLUMNS, load_space
 from ecnas_plugin.study import ConfigError, parse_study, run_study, write_report
 from ecnas_plugin.study import naslib_runs
+from conftest import NASLIB_MISSING as MISSING, needs_naslib
 
-MISSING = missing_requirements()
-needs_naslib = pytest.mark.skipif(bool(MISSING), reason=f"NASLib is not installed here (missing: {', '.join(MISSING)}); "
-                                                        "see ecnas_plugin.naslib.compat.install_help()")
 
 
 def tiny(**over) -> dict:
@@ -53,26 +51,15 @@ def test_any_nb101_table_is_accepted_for_naslib_optimizers():
     naslib_runs.check_tables([s.space for s in study.runs])
 
 
-def test_a_table_the_bridge_cannot_serve_is_refused_by_name(monkeypatch):
+def test_a_table_the_bridge_cannot_serve_is_refused_by_name(monkeypatch, unmovable_space):
     """A table of a space that neither maps onto NASLib's NB101 graphs nor can sample and move (the
     bridge's own class needs both) is refused before anything runs, naming the table and what it
     lacks; an NB201 table is served (by the bridge's own class, on its own accuracies)."""
-    from ecnas_plugin.adapters.base import SearchSpace
     from ecnas_plugin.registry import get_registry
     from ecnas_plugin.table import TableSpec
 
-    class Flat(SearchSpace):
-        name = "flat-test"
-
-        def canonical_key(self, arch):
-            return str(arch)
-
-        def parse_arch(self, text):
-            return text
-
     reg = get_registry()
-    monkeypatch.setitem(reg.items["spaces"], "flat-test", Flat())
-    for table, space in (("flat-somewhere", "flat-test"), ("nb201-somewhere", "nasbench201")):
+    for table, space in (("flat-somewhere", unmovable_space), ("nb201-somewhere", "nasbench201")):
         monkeypatch.setitem(reg.items["tables"], table, TableSpec(table, space, "test", (), build=lambda files: None))
     naslib_runs.check_tables(["ecnas-4v", "nb201-somewhere"])
     with pytest.raises(ConfigError) as info:
