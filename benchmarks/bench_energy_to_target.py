@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout too
 from ecnas_plugin.search import OPTIMIZERS, load_space, run_search  # noqa: E402
 from ecnas_plugin.search.model_based import CostAwareExpectedImprovement  # noqa: E402
 from ecnas_plugin.search.run import Budget  # noqa: E402
-from ecnas_plugin.study.metrics import bootstrap_ci, energy_to_reach  # noqa: E402
+from ecnas_plugin.study.metrics import bootstrap_ci, energy_to_reach, median_reach  # noqa: E402
 
 SPACES = (("ecnas-5v", [2, 4]), ("nb201-joint-flowers17-cpu", [1, 3, 10]))
 EVALUATIONS = 100
@@ -84,11 +84,6 @@ def one_search(job: tuple[str, list[int], int, int]) -> pd.DataFrame:
     return trace[["best_true_test_acc", "search_energy_kwh"]]
 
 
-def _median_reach(values: np.ndarray) -> float:
-    m = float(np.median(values))
-    return m if np.isfinite(m) else float("nan")
-
-
 def _kwh(v: float) -> str:
     return "not reached" if not np.isfinite(v) else f"{v:.3g}"
 
@@ -115,7 +110,7 @@ def main() -> None:
             rows = []
             for (label, cls, _), runs in zip(RUNS, by_run):
                 reach = np.array([energy_to_reach(t, target) for t in runs])
-                figure = rs_total if label == "random" else _median_reach(reach)
+                figure = rs_total if label == "random" else median_reach(reach)
                 lo, hi = (np.nan, np.nan) if label == "random" else bootstrap_ci(reach)
                 rows.append((label, cls.uses_energy, figure, lo, hi, int(np.isfinite(reach).sum())))
             blind = min((r[2] for r in rows if not r[1] and np.isfinite(r[2])), default=np.nan)

@@ -161,7 +161,7 @@ def paired_test(values: pd.Series, reference: pd.Series) -> tuple[int, int, floa
     return wins, len(diff), float(wilcoxon(diff.to_numpy()).pvalue)
 
 
-def _median_reach(energies: np.ndarray) -> float:
+def median_reach(energies: np.ndarray) -> float:
     """Median over seeds of the energy to reach a target, seeds that never did counting as
     infinite: NaN where fewer than half reached it (never inf in a table)."""
     value = float(np.median(np.where(np.isfinite(energies), energies, np.inf)))
@@ -224,7 +224,7 @@ def summarise(runs: pd.DataFrame, traces: dict[str, pd.DataFrame], norms: dict[s
             "search_kwh_median": float(grp["search_energy_kwh"].median()),
             "target_acc": target.get((space, budget), np.nan),
             "reached_target": int(np.isfinite(reach).sum()),
-            "energy_to_target_kwh": (rs_total.get((space, budget), np.nan) if is_rs else _median_reach(reach)),
+            "energy_to_target_kwh": (rs_total.get((space, budget), np.nan) if is_rs else median_reach(reach)),
             # seeds that never reached the target count as infinite; an infinite bound is NaN ("not reached")
             **dict(zip(("energy_to_target_ci_low", "energy_to_target_ci_high"),
                        (np.nan, np.nan) if is_rs else (v if np.isfinite(v) else np.nan for v in bootstrap_ci(
