@@ -122,8 +122,6 @@ def target(name: str) -> Target | None:
             return Target(name, space)
     reg = get_registry()
     if name in reg.items["tables"]:
-        from ecnas_plugin.naslib.subspace import GRAPH_TYPE
-
         space = reg.space(reg.table_spec(name).space)
         serving = _serving(space)
         if serving is None:
