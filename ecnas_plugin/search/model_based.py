@@ -82,6 +82,21 @@ def model_inputs(space: TabularSpace, points: list[Point]) -> np.ndarray:
     return x
 
 
+def standardised(x: np.ndarray, xc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluated inputs ``x`` and candidates' ``xc``, both scaled by the evaluated ones' mean and
+    spread (a constant column left as it is)."""
+    centre, spread = x.mean(0), x.std(0)
+    spread[spread == 0] = 1.0
+    return (x - centre) / spread, (xc - centre) / spread
+
+
+def predicted_kwh(history: list[Evaluation], x: np.ndarray, xc: np.ndarray) -> np.ndarray:
+    """The candidates' training energy before they are trained: a GP on the log energy of the
+    evaluations so far (``x``, ``xc``: their standardised inputs)."""
+    log_energy = np.log([ev.train_energy_kwh for ev in history])
+    return np.exp(gp_predict(x, log_energy, xc)[0])
+
+
 def expected_improvement(mean: np.ndarray, sd: np.ndarray, best: float) -> np.ndarray:
     """EI of minimising below ``best``."""
     gap = best - mean
@@ -121,11 +136,7 @@ class _ModelBased(Optimizer):
         return list(pool)
 
     def _standardised(self, candidates: list[Point]) -> tuple[np.ndarray, np.ndarray]:
-        x = self._inputs([ev.point for ev in self.history])
-        xc = self._inputs(candidates)
-        centre, spread = x.mean(0), x.std(0)
-        spread[spread == 0] = 1.0
-        return (x - centre) / spread, (xc - centre) / spread
+        return standardised(self._inputs([ev.point for ev in self.history]), self._inputs(candidates))
 
     def _acquire(self) -> Point: ...
 
@@ -159,11 +170,9 @@ class ExpectedImprovement(_ModelBased):
         return candidates[int(np.argmax(gain))]
 
     def _predicted_kwh(self, x: np.ndarray, xc: np.ndarray, candidates: list[Point]) -> np.ndarray:
-        """The candidates' training energy before they are trained: a GP on the log energy of the
-        evaluations so far (benchmarks/bench_energy_to_target.py swaps in the table's true energy
-        to measure what a perfect energy model would save)."""
-        log_energy = np.log([ev.train_energy_kwh for ev in self.history])
-        return np.exp(gp_predict(x, log_energy, xc)[0])
+        """:func:`predicted_kwh` (benchmarks/bench_energy_to_target.py swaps in the table's true
+        energy to measure what a perfect energy model would save)."""
+        return predicted_kwh(self.history, x, xc)
 
 
 class CostAwareExpectedImprovement(ExpectedImprovement):
@@ -223,13 +232,9 @@ class EnergyAwareEvolution(RegularizedEvolution):
         if len(options) == 1:
             return first
         candidates = list(options)
-        x = model_inputs(self.space, [ev.point for ev in self.history])
-        xc = model_inputs(self.space, candidates)
-        centre, spread = x.mean(0), x.std(0)
-        spread[spread == 0] = 1.0
-        log_energy = np.log([ev.train_energy_kwh for ev in self.history])
-        predicted, _ = gp_predict((x - centre) / spread, log_energy, (xc - centre) / spread)
-        return candidates[int(np.argmin(predicted))]
+        x, xc = standardised(model_inputs(self.space, [ev.point for ev in self.history]),
+                             model_inputs(self.space, candidates))
+        return candidates[int(np.argmin(predicted_kwh(self.history, x, xc)))]
 
     def _mutate_fresh(self, parent: Point, tries: int = 20) -> Point:
         self._parent = parent  # the tournament winner (set by the parent class's propose), for the other children
