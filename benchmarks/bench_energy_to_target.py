@@ -18,7 +18,8 @@ model: no real search has it). It shows how much cost awareness can save at all 
 where even it does not reach 30% below the best energy-blind optimizer, a better energy model
 cannot get there either.
 
-Per space the table prints, per optimizer: whether it uses energy, the median energy to target
+Per space the table prints how the table's energies were obtained (measured, or estimated by a
+power model), then per optimizer: whether it uses energy, the median energy to target
 over seeds with its 95% bootstrap CI (seeds that never reach it count as infinite; "not reached"
 where fewer than half do), how many seeds reached it, and the change against random search and
 against the best energy-blind optimizer. About 6 minutes on 2 cores.
@@ -115,8 +116,9 @@ def main() -> None:
                 rows.append((label, cls.uses_energy, figure, lo, hi, int(np.isfinite(reach).sum())))
             blind = min((r[2] for r in rows if not r[1] and np.isfinite(r[2])), default=np.nan)
             blind_label = next(r[0] for r in rows if not r[1] and r[2] == blind)
-            print(f"\n{name}, epochs {'/'.join(map(str, epochs))}: target accuracy {target:.4f}; random search's "
-                  f"median total {rs_total:.3g} kWh; best energy-blind: {blind_label}")
+            print(f"\n{name}, epochs {'/'.join(map(str, epochs))} (energies: {load_space(name, epochs).table.sources_text()}): "
+                  f"target accuracy {target:.4f}; random search's median total {rs_total:.3g} kWh; best energy-blind: "
+                  f"{blind_label}")
             print(f"{'optimizer':18s} {'uses energy':>11s} {'kWh to target':>14s} {'95% CI':>22s} {'reached':>8s} "
                   f"{'vs random':>10s} {'vs best blind':>14s}")
             for label, aware, figure, lo, hi, reached in rows:
