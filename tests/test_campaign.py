@@ -190,7 +190,7 @@ def test_spec_takes_every_form_the_space_parses_and_stores_its_buildable_text():
         cp.CampaignSpec(name="x", space="nasbench101", archs=("f" * 32,), epochs=1)
     with pytest.raises(UnknownName, match=r"nasbench101 network setting 'C'; available: cells_per_stack"):
         cp.CampaignSpec(name="x", space="nasbench101", archs=(text,), epochs=1, network={"C": 4})
-    with pytest.raises(UnknownName, match=r"unknown space 'nasbench999'; available: nasbench101, nasbench201"):
+    with pytest.raises(UnknownName, match=r"unknown space 'nasbench999'; available: (.*, )?nasbench101, nasbench201"):
         cp.CampaignSpec(name="x", space="nasbench999", archs=(text,), epochs=1)
     with pytest.raises(UnknownName, match="unknown meter 'nvml2'"):
         cp.CampaignSpec(name="x", space="nasbench101", archs=(text,), epochs=1, meter="rapl+nvml2")
