@@ -155,12 +155,12 @@ def warm(space) -> tuple[float, float, float | None]:
     sample = [space.points[i] for i in rng.integers(0, len(space.points), 200)]
     floor_us = 1e6 * statistics.median(
         min(timeit.repeat(lambda: space.evaluate(p, rng), number=200, repeat=3)) / 200 for p in sample)
-    feature_us = None
+    encoding_us = None
     if space.adapter.supports("features"):
         t0 = clock()
-        space.features(list(space.keys))
-        feature_us = (clock() - t0) / 1e3 / len(space.keys)
-    return first_query_us, floor_us, feature_us
+        space.encodings(list(space.keys))
+        encoding_us = (clock() - t0) / 1e3 / len(space.keys)
+    return first_query_us, floor_us, encoding_us
 
 
 def median_of(runs: list[dict]) -> dict:
@@ -174,13 +174,13 @@ def bench_space(name: str, epochs: list[int], evaluations: int, seeds: int, over
     t0 = time.perf_counter()
     space = load_space(name, epochs)
     load_s = time.perf_counter() - t0
-    first_query_us, floor_us, feature_us = warm(space)
+    first_query_us, floor_us, encoding_us = warm(space)
     top = space.budgets[-1]
     train_s = float(np.nanmedian(space.slices[top].means["train_time_s"]))
     print(f"{name} at epochs {space.budget_label}: {len(space.keys):,} configurations, {len(space.points):,} points "
           f"(loaded in {load_s:.2f} s)")
     print(f"   query: first look-up of a point {first_query_us:.1f} µs, one point back to back {floor_us:.2f} µs (the floor)"
-          + ("" if feature_us is None else f"; a feature vector, once per configuration, {feature_us:.1f} µs"))
+          + ("" if encoding_us is None else f"; an encoding (the GP input), once per configuration, {encoding_us:.1f} µs"))
     print(f"   a real training of one configuration to {top} epochs (the table's median train_time_s): {train_s:,.1f} s "
           f"= {train_s * 1e6:.2e} µs")
     print(f"   {'optimizer':<13} {'ask/tell µs':>12} {'p95 µs':>10} {'query µs':>9} {'opt/query':>10} "

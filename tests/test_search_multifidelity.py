@@ -13,7 +13,8 @@ from ecnas_plugin.api import load_table
 from ecnas_plugin.errors import MissingCapability
 from ecnas_plugin.objectives import make_objective, pareto_mask
 from ecnas_plugin.search import Budget, Optimizer, Point, TabularSpace, load_space, make_optimizer, run_search
-from ecnas_plugin.search.model_based import expected_improvement, gp_predict
+from ecnas_plugin.energy.surrogates.features import CellBatch, nb101_feature_names, nb101_path_encoding, nb101_path_names
+from ecnas_plugin.search.model_based import expected_improvement, gp_predict, standardised
 from ecnas_plugin.search.multifidelity import EnergyHyperband, Hyperband
 
 JOINT = "nb201-joint-flowers17-cpu"  # shipped in the package: 610 configurations, 10-epoch curves
@@ -176,13 +177,41 @@ def test_gp_on_the_spaces_features_ranks_unseen_configurations():
     means = space.slices[10].means
     acc = dict(zip(space.slices[10].keys, means["val_acc"]))
     energy = dict(zip(space.slices[10].keys, means["train_energy_kwh"]))
-    x, xt = space.features(train), space.features(test)
+    x, xt = space.encodings(train), space.encodings(test)
     centre, spread = x.mean(0), np.where(x.std(0) > 0, x.std(0), 1.0)
     x, xt = (x - centre) / spread, (xt - centre) / spread
     predicted_acc, _ = gp_predict(x, np.array([acc[k] for k in train]), xt)
     predicted_energy, _ = gp_predict(x, np.log([energy[k] for k in train]), xt)
     assert kendalltau(predicted_acc, [acc[k] for k in test]).statistic > 0.3
     assert kendalltau(predicted_energy, [energy[k] for k in test]).statistic > 0.6
+
+
+def test_nb101_encoding_adds_the_paths_that_let_the_gp_rank_accuracy(shared_data):
+    """On EC-NAS 5V, the GP fitted on 150 cells ranks the other 2382 by accuracy far better on
+    NB101's encoding (features and path encoding) than on the features alone (about 0.52 against
+    0.18 here)."""
+    space = load_space("ecnas-5v", 4)
+    acc = dict(zip(space.slices[4].keys, space.slices[4].means["val_acc"]))
+    keys = [space.keys[i] for i in np.random.default_rng(0).permutation(len(space.keys))]
+    train, test = keys[:150], keys[150:]
+    y, truth = np.array([acc[k] for k in train]), [acc[k] for k in test]
+    taus = {}
+    for name, encode in (("features", lambda ks: space.adapter.features([space._arch(k) for k in ks])[0]),
+                         ("encoding", space.encodings)):
+        x, xt = standardised(np.asarray(encode(train), float), np.asarray(encode(test), float))
+        taus[name] = kendalltau(gp_predict(x, y, xt)[0], truth).statistic
+    assert taus["encoding"] > 0.4 and taus["encoding"] > taus["features"] + 0.2, taus
+    names = nb101_path_names()
+    assert space.encodings(train[:1]).shape == (1, len(nb101_feature_names()) + len(names)) and len(names) == 364
+
+
+def test_path_encoding_names_the_op_sequences_of_a_cell():
+    """A hand-checked cell: input -> conv3x3 -> maxpool -> output, and input -> conv1x1 -> output."""
+    cell = ([[0, 1, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]],
+            ["input", "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3", "output"])
+    row = nb101_path_encoding(CellBatch.from_cells([cell]))[0]
+    assert sorted(np.array(nb101_path_names())[row == 1]) == ["path:conv1x1-bn-relu",
+                                                               "path:conv3x3-bn-relu,maxpool3x3"]
 
 
 @pytest.mark.parametrize("name", ["bo", "ea-bo", "parego"])

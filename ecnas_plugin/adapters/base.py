@@ -333,6 +333,15 @@ class SearchSpace(ABC):
         """(float array of shape (len(archs), k), the k feature names) for surrogate models."""
         raise self._lacks("features")
 
+    def encoding(self, archs: Sequence[object]) -> Any:
+        """(len(archs), k) floats a distance-based model compares configurations by (the GP kernel
+        of the model-based optimizers, ``search.model_based``): by default the ``features``. A
+        space whose features miss what makes two configurations alike adds to them (NB101: which
+        op sequences a cell routes its input through)."""
+        import numpy as np
+
+        return np.asarray(self.features(archs)[0], dtype=float)
+
     def design(self, n: int, seed: int = 0) -> list[object]:
         """``n`` distinct configurations spread over every dimension (a space-filling design), for
         measurement campaigns of spaces too big or too continuous to stratify by enumeration."""

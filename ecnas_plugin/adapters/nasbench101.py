@@ -624,6 +624,14 @@ class NasBench101(SearchSpace):
 
         return nb101_features(CellBatch.from_cells([self.arch(a) for a in archs])), nb101_feature_names()
 
+    def encoding(self, archs: Sequence[object]) -> np.ndarray:
+        """The features, then the path encoding (``features.nb101_path_encoding``): graph statistics
+        and op counts alone leave the optimizers' GP nearly blind to accuracy on NB101 cells."""
+        from ecnas_plugin.energy.surrogates.features import CellBatch, nb101_features, nb101_path_encoding
+
+        batch = CellBatch.from_cells([self.arch(a) for a in archs])
+        return np.concatenate([nb101_features(batch), nb101_path_encoding(batch)], axis=1).astype(float)
+
 
 DECODABLE_VERTICES = 5
 _SUBSET_SIZES: dict[int, tuple[object, int]] = {}

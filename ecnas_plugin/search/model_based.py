@@ -1,8 +1,9 @@
 """Model-based optimizers: Bayesian optimisation with expected improvement, plain and cost-aware,
 ParEGO (Knowles 2006) for (accuracy, energy), and evolution steered by predicted energy.
 
-``bo``, ``ea-bo`` and ``parego`` fit a Gaussian process over the space's features
-(``SearchSpace.features``; with several budgets, log epochs as one more input) to what was
+``bo``, ``ea-bo`` and ``parego`` fit a Gaussian process over the space's encoding of
+configurations (``SearchSpace.encoding``: its features, for NB101 with the path encoding too; with
+several budgets, log epochs as one more input) to what was
 evaluated so far and propose, among candidates (mutations of the best evaluations so far plus
 random configurations, so the search both explores and refines), the one with the largest
 acquisition value:
@@ -25,7 +26,7 @@ EC-NAS 5V's and the joint table's top budget), so the cheapest of a few children
 likely to be good as any, and each step costs less. A child that moves the budget is compared only
 with children at the same budget (the budget move stays the space's choice).
 
-The GP (squared-exponential kernel on standardised features, length scale and noise chosen by
+The GP (squared-exponential kernel on standardised encodings, length scale and noise chosen by
 marginal likelihood on a small grid) is a few dozen lines of linear algebra on at most a few
 hundred points: no library is needed for it.
 """
@@ -74,9 +75,9 @@ def gp_predict(x: np.ndarray, y: np.ndarray, candidates: np.ndarray) -> tuple[np
 
 
 def model_inputs(space: TabularSpace, points: list[Point]) -> np.ndarray:
-    """What the GPs learn from: the space's features of each point's configuration, and with
-    several budgets its log epochs."""
-    x = space.features([p.key for p in points])
+    """What the GPs learn from: the space's encoding of each point's configuration
+    (``SearchSpace.encoding``), and with several budgets its log epochs."""
+    x = space.encodings([p.key for p in points])
     if len(space.budgets) > 1:
         x = np.column_stack([x, np.log([p.epochs for p in points])])
     return x
@@ -105,7 +106,7 @@ def expected_improvement(mean: np.ndarray, sd: np.ndarray, best: float) -> np.nd
 
 
 class _ModelBased(Optimizer):
-    """What the model-based optimizers share: random first evaluations, features, candidates."""
+    """What the model-based optimizers share: random first evaluations, encodings, candidates."""
 
     params = {"initial": 10, "candidates": 200}
 

@@ -15,7 +15,7 @@ optimizer of that name; NASLib is imported only when it is called (after
 
 The built-in optimizer sees a :class:`NaslibView`, which answers what the optimizers use of a
 :class:`~ecnas_plugin.search.space.TabularSpace` (``sample(rng, exclude)``, ``mutate(point, rng)``,
-``budgets``, ``same_run``, ``run_of``, ``features(keys)``, ``adapter``, ``name``, ``len``) on top of
+``budgets``, ``same_run``, ``run_of``, ``encodings(keys)``, ``adapter``, ``name``, ``len``) on top of
 the NASLib search space: a point is ``Point(key, epochs)``, ``key`` the energy tables' key of a NASLib
 graph (:func:`ecnas_plugin.naslib.spaces.key_of`), and the view keeps the graph of every key.
 Each ``new_epoch`` is one step: propose, query ``Metric.VAL_ACCURACY`` through NASLib, observe.
@@ -38,7 +38,7 @@ Each ``new_epoch`` is one step: propose, query ``Metric.VAL_ACCURACY`` through N
   (``dataset_api["ecnas_served"]``, any table served as a NASLib search space). NASLib's own spaces
   therefore need energy on.
 - Features (``bo``, ``ea-bo``, ``parego``): the served table's registered space, through its
-  ``TabularSpace`` (``TabularSpace.features``); on NASLib's own spaces, the registered space that
+  ``TabularSpace`` (``TabularSpace.encodings``); on NASLib's own spaces, the registered space that
   maps the graphs. A space without ``features`` is refused by the optimizer (MissingCapability).
 - Budgets: one, the run's (the served table's budget; with energy on ``energy.epochs``). A NASLib
   config may say so (``search.budgets: [108]``); several are refused (see :func:`_budget`), so the
@@ -120,7 +120,7 @@ class NaslibView:
     answered from a NASLib search space and its ``dataset_api`` (see the module docstring).
 
     ``graphs`` maps every key a move produced to its NASLib graph. ``tabular``: the served
-    table's ``TabularSpace`` (None on NASLib's own spaces), for features, text forms, table moves.
+    table's ``TabularSpace`` (None on NASLib's own spaces), for encodings, text forms, table moves.
     """
 
     def __init__(self, search_space: object, dataset_api: dict | None, budget: int, moves: str = "naslib"):
@@ -236,12 +236,11 @@ class NaslibView:
             arch = self._arches[key] = self.adapter.arch(spec) if spec is not None else self.adapter.decode(key)
         return arch
 
-    def features(self, keys: list[str]) -> np.ndarray:
-        """The registered space's feature vectors of configurations (what a model-based optimizer learns from)."""
+    def encodings(self, keys: list[str]) -> np.ndarray:
+        """The registered space's encodings of configurations (what a model-based optimizer learns from)."""
         if self.tabular is not None:
-            return self.tabular.features(keys)
-        values, _ = self.adapter.features([self._arch(k) for k in keys])
-        return np.asarray(values, dtype=float)
+            return self.tabular.encodings(keys)
+        return self.adapter.encoding([self._arch(k) for k in keys])
 
     def describe(self, point: Point) -> str:
         """The registered space's text form of the point's configuration."""

@@ -145,7 +145,7 @@ class TabularSpace:
         self.points: tuple[Point, ...] = tuple(Point(k, e) for e in self.budgets for k in keys)
         self._index = {p: i for i, p in enumerate(self.points)}
         self._described: dict[str, str] = {}
-        self._features: dict[str, np.ndarray] = {}
+        self._encodings: dict[str, np.ndarray] = {}
         self._rows: dict[Point, tuple[list[tuple], tuple[float, float, float]]] = {}
         self.true_val_acc = np.concatenate([self.slices[e].means["val_acc"] for e in self.budgets])
         self.true_test_acc = np.concatenate([self.slices[e].means["test_acc"] for e in self.budgets])
@@ -204,15 +204,15 @@ class TabularSpace:
         except KeyError:
             raise UnknownName(f"{self.name} point", point) from None
 
-    def features(self, keys: Sequence[str]) -> np.ndarray:
-        """The space's feature vectors of configurations (the ``features`` capability), computed
-        once per configuration: what a model-based optimizer learns from."""
-        missing = [k for k in dict.fromkeys(keys) if k not in self._features]
+    def encodings(self, keys: Sequence[str]) -> np.ndarray:
+        """The space's encodings of configurations (``SearchSpace.encoding``: its features, and
+        what else a distance between configurations needs), computed once per configuration: what
+        a model-based optimizer learns from."""
+        missing = [k for k in dict.fromkeys(keys) if k not in self._encodings]
         if missing:
-            values, _ = self.adapter.features([self._arch(k) for k in missing])
-            for k, row in zip(missing, np.asarray(values, dtype=float)):
-                self._features[k] = row
-        return np.array([self._features[k] for k in keys])
+            for k, row in zip(missing, self.adapter.encoding([self._arch(k) for k in missing])):
+                self._encodings[k] = row
+        return np.array([self._encodings[k] for k in keys])
 
     def describe(self, point: Point) -> str:
         """The space's text form of the point's configuration (computed once per configuration)."""

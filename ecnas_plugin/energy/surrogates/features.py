@@ -311,6 +311,55 @@ def nb101_features(batch: CellBatch) -> np.ndarray:
     return out
 
 
+# Path encoding: every input->output path of a cell named by the ops it passes through, in order
+# (0 to 5 interior ops, each one of _PATH_OPS): 1 + 3 + ... + 3^5 = 364 possible paths.
+_PATH_OPS = (C3, C1, MP)
+_PATH_LENGTHS = V - 1
+_PATH_OFFSETS = np.cumsum([0] + [len(_PATH_OPS) ** n for n in range(_PATH_LENGTHS)])  # first index per length
+
+
+def nb101_path_names() -> list[str]:
+    """Column names of :func:`nb101_path_encoding`: ``path:`` and the interior ops in order
+    (``path:`` alone: input wired straight to output)."""
+    names = []
+    for n in range(_PATH_LENGTHS):
+        for i in range(len(_PATH_OPS) ** n):
+            digits = [(i // len(_PATH_OPS) ** j) % len(_PATH_OPS) for j in range(n)]
+            names.append("path:" + ",".join(OP_NAMES[int(_PATH_OPS[d])] for d in digits))
+    return names
+
+
+def nb101_path_encoding(batch: CellBatch) -> np.ndarray:
+    """(N, 364) float32: 1 where the cell has an input->output path through that op sequence
+    (BANANAS' path encoding, White et al. 2021). Unlike the shape statistics of
+    :func:`nb101_features`, it says which ops the data flows through in which order, so two
+    cells that share paths are close under a distance (a GP kernel): on EC-NAS 5V it lifts the
+    optimizers' GP's accuracy ranking (tests/test_search_multifidelity.py)."""
+    n = len(batch)
+    # paths[:, v, s]: whether some path from the input reaches vertex v through sequence s (the
+    # ops of the vertices after the input, up to and including v's own op); vertices in order
+    paths = np.zeros((n, V, int(_PATH_OFFSETS[-1])), bool)
+    paths[:, 0, 0] = True
+    # where sequence s leads when one more op k is appended (s of the longest length leads nowhere)
+    longer = np.full((int(_PATH_OFFSETS[-1]), len(_PATH_OPS)), -1)
+    for length in range(_PATH_LENGTHS - 1):
+        for i in range(len(_PATH_OPS) ** length):
+            for k in range(len(_PATH_OPS)):
+                longer[_PATH_OFFSETS[length] + i, k] = _PATH_OFFSETS[length + 1] + i + k * len(_PATH_OPS) ** length
+    adjacency = batch.adjacency.astype(bool)
+    for v in range(1, V):
+        arriving = (adjacency[:, :v, v, None] & paths[:, :v]).any(axis=1)  # (N, sequences)
+        if v == V - 1:  # the output vertex adds no op
+            paths[:, v] = arriving
+            continue
+        for k, op in enumerate(_PATH_OPS):
+            rows = batch.ops[:, v] == op
+            if rows.any():
+                source = np.flatnonzero(longer[:, k] >= 0)
+                paths[np.ix_(rows, [v], longer[source, k])] = arriving[rows][:, None, source]
+    return paths[:, V - 1].astype(np.float32)
+
+
 def full_graphs_7v() -> np.ndarray:
     """(4793, 7, 7) uint8: every 7-vertex upper-triangular graph with at most 9 edges whose vertices
     all lie on an input→output path (the graphs of NB101's 7-vertex cells), found vectorised."""
