@@ -18,11 +18,18 @@ model: no real search has it). It shows how much cost awareness can save at all 
 where even it does not reach 30% below the best energy-blind optimizer, a better energy model
 cannot get there either.
 
-Per space the table prints how the table's energies were obtained (measured, or estimated by a
-power model), then per optimizer: whether it uses energy, the median energy to target
-over seeds with its 95% bootstrap CI (seeds that never reach it count as infinite; "not reached"
-where fewer than half do), how many seeds reached it, and the change against random search and
-against the best energy-blind optimizer. About 6 minutes on 2 cores.
+Each optimizer runs twice per seed, side by side: with 100 evaluations (the study's equal
+evaluation budget: an optimizer that trains cheap configurations gets no more of them), and with
+an equal search-energy budget, random search's median total energy over its 100 evaluations (an
+optimizer that trains cheaper configurations may then train more of them; the search ends when
+the energy is spent). The target is the same in both: random search's at 100 evaluations.
+
+Per space and budget the table prints how the table's energies were obtained (measured, or
+estimated by a power model), then per optimizer: whether it uses energy, the median energy to
+target over seeds with its 95% bootstrap CI (seeds that never reach it count as infinite; "not
+reached" where fewer than half do), how many seeds reached it, the median number of evaluations
+the search made, and the change against random search and against the best energy-blind
+optimizer. About 25 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -74,13 +81,13 @@ def _accuracy(acc: float, energy_kwh: float) -> float:
     return acc
 
 
-def one_search(job: tuple[str, list[int], int, int]) -> pd.DataFrame:
+def one_search(job: tuple[str, list[int], int, int, Budget]) -> pd.DataFrame:
     """One search's trace: the incumbent's true test accuracy and the search energy, per evaluation."""
-    name, epochs, run, seed = job
+    name, epochs, run, seed, budget = job
     space = load_space(name, epochs)
     _, cls, params = RUNS[run]
     optimizer = cls(space, np.random.default_rng(seed), **params)
-    trace = run_search(space, optimizer, Budget(evaluations=EVALUATIONS),
+    trace = run_search(space, optimizer, budget,
                        None if optimizer.multi_objective else _accuracy, np.random.default_rng([seed, 1]))
     return trace[["best_true_test_acc", "search_energy_kwh"]]
 
@@ -98,36 +105,45 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["ECNAS_DATA_MIRROR"] = str(args.mirror)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    print(f"{EVALUATIONS} evaluations, seeds {seeds.start}-{seeds.stop - 1}; energy to reach random search's median "
-          "final accuracy: median over seeds [95% bootstrap CI]")
+    print(f"Seeds {seeds.start}-{seeds.stop - 1}; search energy to reach random search's median final accuracy "
+          f"over {EVALUATIONS} evaluations: median over seeds [95% bootstrap CI]")
     with ProcessPoolExecutor(args.workers) as pool:
         for name, epochs in SPACES:
-            jobs = [(name, epochs, r, s) for r in range(len(RUNS)) for s in seeds]
-            results = list(pool.map(one_search, jobs, chunksize=4))
-            by_run = [results[r * len(seeds):(r + 1) * len(seeds)] for r in range(len(RUNS))]
-            rs = by_run[0]
+            by_evaluations = Budget(evaluations=EVALUATIONS)
+            rs = list(pool.map(one_search, [(name, epochs, 0, s, by_evaluations) for s in seeds]))
             target = float(np.median([t["best_true_test_acc"].iloc[-1] for t in rs]))
             rs_total = float(np.median([t["search_energy_kwh"].iloc[-1] for t in rs]))
-            rows = []
-            for (label, cls, _), runs in zip(RUNS, by_run):
-                reach = np.array([energy_to_reach(t, target) for t in runs])
-                figure = rs_total if label == "random" else median_reach(reach)
-                lo, hi = (np.nan, np.nan) if label == "random" else bootstrap_ci(reach)
-                rows.append((label, cls.uses_energy, figure, lo, hi, int(np.isfinite(reach).sum())))
-            blind = min((r[2] for r in rows if not r[1] and np.isfinite(r[2])), default=np.nan)
-            blind_label = next(r[0] for r in rows if not r[1] and r[2] == blind)
-            print(f"\n{name}, epochs {'/'.join(map(str, epochs))} (energies: {load_space(name, epochs).table.sources_text()}): "
-                  f"target accuracy {target:.4f}; random search's median total {rs_total:.3g} kWh; best energy-blind: "
-                  f"{blind_label}")
-            print(f"{'optimizer':18s} {'uses energy':>11s} {'kWh to target':>14s} {'95% CI':>22s} {'reached':>8s} "
-                  f"{'vs random':>10s} {'vs best blind':>14s}")
-            for label, aware, figure, lo, hi, reached in rows:
-                ci = "" if label == "random" else f"[{_kwh(lo)}, {_kwh(hi)}]"
-                vs_rs = f"{figure / rs_total - 1:+.0%}" if np.isfinite(figure) else ""
-                vs_blind = f"{figure / blind - 1:+.0%}" if np.isfinite(figure) else ""
-                print(f"{label:18s} {'yes' if aware else 'no':>11s} {_kwh(figure):>14s} {ci:>22s} "
-                      f"{reached:>4d}/{len(seeds):<3d} {vs_rs:>10s} {vs_blind:>14s}", flush=True)
+            print(f"\n{name}, epochs {'/'.join(map(str, epochs))} (energies: "
+                  f"{load_space(name, epochs).table.sources_text()}): target accuracy {target:.4f}; random "
+                  f"search's median total over {EVALUATIONS} evaluations {rs_total:.3g} kWh")
+            for label, budget in ((f"{EVALUATIONS} evaluations", by_evaluations),
+                                  (f"equal search energy, {rs_total:.3g} kWh", Budget(search_kwh=rs_total))):
+                jobs = [(name, epochs, r, s, budget) for r in range(1, len(RUNS)) for s in seeds]
+                results = list(pool.map(one_search, jobs, chunksize=4))
+                by_run = [rs] + [results[r * len(seeds):(r + 1) * len(seeds)] for r in range(len(RUNS) - 1)]
+                print_table(label, by_run, target, rs_total, len(seeds))
 
+
+def print_table(label: str, by_run: list[list[pd.DataFrame]], target: float, rs_total: float, seeds: int) -> None:
+    """One budget's rows, random search's (always at 100 evaluations) first."""
+    rows = []
+    for (name, cls, _), runs in zip(RUNS, by_run):
+        reach = np.array([energy_to_reach(t, target) for t in runs])
+        figure = rs_total if name == "random" else median_reach(reach)
+        lo, hi = (np.nan, np.nan) if name == "random" else bootstrap_ci(reach)
+        evaluations = int(np.median([len(t) for t in runs]))
+        rows.append((name, cls.uses_energy, figure, lo, hi, int(np.isfinite(reach).sum()), evaluations))
+    blind = min((r[2] for r in rows if not r[1] and np.isfinite(r[2])), default=np.nan)
+    blind_label = next(r[0] for r in rows if not r[1] and r[2] == blind)
+    print(f"  budget: {label}; best energy-blind: {blind_label}")
+    print(f"  {'optimizer':18s} {'uses energy':>11s} {'kWh to target':>14s} {'95% CI':>22s} {'reached':>8s} "
+          f"{'evaluations':>11s} {'vs random':>10s} {'vs best blind':>14s}")
+    for name, aware, figure, lo, hi, reached, evaluations in rows:
+        ci = "" if name == "random" else f"[{_kwh(lo)}, {_kwh(hi)}]"
+        vs_rs = f"{figure / rs_total - 1:+.0%}" if np.isfinite(figure) else ""
+        vs_blind = f"{figure / blind - 1:+.0%}" if np.isfinite(figure) else ""
+        print(f"  {name:18s} {'yes' if aware else 'no':>11s} {_kwh(figure):>14s} {ci:>22s} "
+              f"{reached:>4d}/{seeds:<3d} {evaluations:>11d} {vs_rs:>10s} {vs_blind:>14s}", flush=True)
 
 if __name__ == "__main__":
     main()
