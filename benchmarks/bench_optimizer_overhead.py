@@ -27,7 +27,7 @@ so a query in the loop costs several times its floor, most next to a model-based
 
 Caches are warm before anything is timed: every point of a space is evaluated once (the cost of
 that first look-up, which builds the point's record, is printed per space), every configuration's
-feature vector is computed once (what model-based optimizers learn from), and each optimizer runs
+encoding is computed once (what model-based optimizers learn from), and each optimizer runs
 one short untimed search first (the adapters cache decoded keys). A one-off cost therefore does
 not depend on which optimizer happens to run first. Timings are wall time on whatever the machine
 is doing: read the ratios, not the third digit. ``--profile NAME`` adds a cProfile of one seed of

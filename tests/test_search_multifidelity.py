@@ -206,12 +206,17 @@ def test_nb101_encoding_adds_the_paths_that_let_the_gp_rank_accuracy(shared_data
 
 
 def test_path_encoding_names_the_op_sequences_of_a_cell():
-    """A hand-checked cell: input -> conv3x3 -> maxpool -> output, and input -> conv1x1 -> output."""
+    """Hand-checked cells: input -> conv3x3 -> maxpool -> output beside input -> conv1x1 -> output,
+    and the longest path a cell can have."""
     cell = ([[0, 1, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]],
             ["input", "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3", "output"])
     row = nb101_path_encoding(CellBatch.from_cells([cell]))[0]
     assert sorted(np.array(nb101_path_names())[row == 1]) == ["path:conv1x1-bn-relu",
                                                                "path:conv3x3-bn-relu,maxpool3x3"]
+    chain = [[1 if j == i + 1 else 0 for j in range(7)] for i in range(7)]  # 7 vertices in a line: 5 interior ops
+    ops = ["input", "conv3x3-bn-relu", "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3", "conv3x3-bn-relu", "output"]
+    row = nb101_path_encoding(CellBatch.from_cells([(chain, ops)]))[0]
+    assert list(np.array(nb101_path_names())[row == 1]) == ["path:" + ",".join(ops[1:-1])]
 
 
 @pytest.mark.parametrize("name", ["bo", "ea-bo", "parego"])

@@ -318,6 +318,19 @@ _PATH_LENGTHS = V - 1
 _PATH_OFFSETS = np.cumsum([0] + [len(_PATH_OPS) ** n for n in range(_PATH_LENGTHS)])  # first index per length
 
 
+def _path_extensions() -> np.ndarray:
+    """(364, 3): the index of sequence s with op k appended (-1: s is of the longest length)."""
+    longer = np.full((int(_PATH_OFFSETS[-1]), len(_PATH_OPS)), -1)
+    for length in range(_PATH_LENGTHS - 1):
+        for i in range(len(_PATH_OPS) ** length):
+            for k in range(len(_PATH_OPS)):
+                longer[_PATH_OFFSETS[length] + i, k] = _PATH_OFFSETS[length + 1] + i + k * len(_PATH_OPS) ** length
+    return longer
+
+
+_PATH_EXTENSIONS = _path_extensions()
+
+
 def nb101_path_names() -> list[str]:
     """Column names of :func:`nb101_path_encoding`: ``path:`` and the interior ops in order
     (``path:`` alone: input wired straight to output)."""
@@ -340,12 +353,7 @@ def nb101_path_encoding(batch: CellBatch) -> np.ndarray:
     # ops of the vertices after the input, up to and including v's own op); vertices in order
     paths = np.zeros((n, V, int(_PATH_OFFSETS[-1])), bool)
     paths[:, 0, 0] = True
-    # where sequence s leads when one more op k is appended (s of the longest length leads nowhere)
-    longer = np.full((int(_PATH_OFFSETS[-1]), len(_PATH_OPS)), -1)
-    for length in range(_PATH_LENGTHS - 1):
-        for i in range(len(_PATH_OPS) ** length):
-            for k in range(len(_PATH_OPS)):
-                longer[_PATH_OFFSETS[length] + i, k] = _PATH_OFFSETS[length + 1] + i + k * len(_PATH_OPS) ** length
+    longer = _PATH_EXTENSIONS
     adjacency = batch.adjacency.astype(bool)
     for v in range(1, V):
         arriving = (adjacency[:, :v, v, None] & paths[:, :v]).any(axis=1)  # (N, sequences)
