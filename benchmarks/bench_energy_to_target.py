@@ -1,22 +1,25 @@
 """Search energy to reach random search's accuracy: energy-aware optimizers against energy-blind
 ones, and against what a perfect energy model would give, side by side in one run.
 
-    python benchmarks/bench_energy_to_target.py [--seeds 40] [--first-seed 100] [--mirror ../shared/data]
+    python benchmarks/bench_energy_to_target.py [--seeds 80] [--first-seed 100] [--mirror ../shared/data] [--out reach.csv]
 
 Issue 14's goal asks the best energy-aware optimizer for >= 30% less search energy than the best
-energy-blind one, to reach random search's median final accuracy. The study seeds (0-9) give
-wide confidence intervals for that statistic, so this script measures it on many more seeds,
-chosen apart from the study's (default 100-139, 40 seeds), on the study's spaces and budgets:
-EC-NAS 5V at epochs 2/4 and the joint table at epochs 1/3/10, 100 evaluations, the study runner's
-seeding (optimizer stream ``seed``, repeat draws ``[seed, 1]``) and the study's definitions
-(:mod:`ecnas_plugin.study.metrics`): the target is random search's median final test accuracy
-over these seeds, a run's figure the search energy when its incumbent first reaches it.
+energy-blind one, to reach random search's median final accuracy. The study seeds (0-9) give wide
+confidence intervals for that statistic, so this script measures it on many more seeds, chosen apart
+from the study's (default 100-179, 80 seeds: on 40, a median moved by a fifth from one set of seeds
+to the next), on the study's spaces and budgets: EC-NAS 5V at epochs 2/4 and the joint table at
+epochs 1/3/10, 100 evaluations, the study runner's seeding (optimizer stream ``seed``, repeat draws
+``[seed, 1]``) and the study's definitions (:mod:`ecnas_plugin.study.metrics`): the target is random
+search's median final test accuracy over these seeds, a run's figure the search energy when its
+incumbent first reaches it.
 
-Besides the built-in optimizers it runs ``ea-bo (true kWh)``: cost-aware expected improvement
-told each candidate's true training energy from the table before training it (a perfect energy
-model: no real search has it). It shows how much cost awareness can save at all on these tables;
-where even it does not reach 30% below the best energy-blind optimizer, a better energy model
-cannot get there either.
+Besides the built-in optimizers it runs ``evolution (eta 3)``, regularized evolution screening its
+children as ``ea-evolution`` does but with no energy model (what screening alone gives; on 5V, whose
+budgets are too close to screen, it is plain evolution), and ``ea-bo (true kWh)``: cost-aware
+expected improvement told each candidate's true training energy from the table before training it (a
+perfect energy model: no real search has it). It shows how much cost awareness can save at all on
+these tables; where even it does not reach 30% below the best energy-blind optimizer, a better
+energy model cannot get there either.
 
 Each optimizer runs twice per seed, side by side: with 100 evaluations (the study's equal
 evaluation budget: an optimizer that trains cheap configurations gets no more of them), and with
@@ -29,7 +32,8 @@ estimated by a power model), then per optimizer: whether it uses energy, the med
 target over seeds with its 95% bootstrap CI (seeds that never reach it count as infinite; "not
 reached" where fewer than half do), how many seeds reached it, the median number of evaluations
 the search made, and the change against random search and against the best energy-blind
-optimizer. About 25 minutes on 2 cores.
+optimizer; ``--out`` also writes each search's energy to target (CSV). About 80 minutes on 2
+cores.
 """
 
 from __future__ import annotations
@@ -68,9 +72,11 @@ class TrueEnergyCostAwareEI(CostAwareExpectedImprovement):
 RUNS = (
     ("random", OPTIMIZERS["random"], {}),
     ("evolution", OPTIMIZERS["evolution"], {"population_size": 10, "sample_size": 3}),
+    # ea-evolution's screening without its energy model: what screening alone gives
+    ("evolution (eta 3)", OPTIMIZERS["evolution"], {"population_size": 10, "sample_size": 3, "eta": 3}),
     ("bo", OPTIMIZERS["bo"], {}),
     ("hyperband", OPTIMIZERS["hyperband"], {"eta": 3}),
-    ("ea-evolution", OPTIMIZERS["ea-evolution"], {"population_size": 10, "sample_size": 3, "candidates": 4}),
+    ("ea-evolution", OPTIMIZERS["ea-evolution"], {"population_size": 10, "sample_size": 3, "candidates": 4, "eta": 3}),
     ("ea-bo", OPTIMIZERS["ea-bo"], {}),
     ("parego", OPTIMIZERS["parego"], {}),
     (TrueEnergyCostAwareEI.name, TrueEnergyCostAwareEI, {}),
@@ -99,9 +105,10 @@ def _kwh(v: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mirror", type=Path, default=Path(os.environ.get("ECNAS_DATA_MIRROR", REPO.parent / "shared" / "data")))
-    parser.add_argument("--seeds", type=int, default=40, help="searches per optimizer (default 40)")
+    parser.add_argument("--seeds", type=int, default=80, help="searches per optimizer (default 80)")
     parser.add_argument("--first-seed", type=int, default=100, help="first seed (default 100: apart from the study's 0-9)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="also write each search's energy to target here (CSV)")
     args = parser.parse_args()
     os.environ["ECNAS_DATA_MIRROR"] = str(args.mirror)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
@@ -122,6 +129,17 @@ def main() -> None:
                 results = list(pool.map(one_search, jobs, chunksize=4))
                 by_run = [rs] + [results[r * len(seeds):(r + 1) * len(seeds)] for r in range(len(RUNS) - 1)]
                 print_table(label, by_run, target, rs_total, len(seeds))
+                if args.out:
+                    write_reach(args.out, name, label, by_run, seeds, target)
+
+
+def write_reach(path: Path, space: str, label: str, by_run: list[list[pd.DataFrame]], seeds: range,
+                target: float) -> None:
+    """Append one row per search (space, budget, optimizer, seed, kWh to target or inf, evaluations)."""
+    rows = [(space, label, name, seed, energy_to_reach(t, target), len(t))
+            for (name, _, _), runs in zip(RUNS, by_run) for seed, t in zip(seeds, runs)]
+    frame = pd.DataFrame(rows, columns=["space", "budget", "optimizer", "seed", "kwh_to_target", "evaluations"])
+    frame.to_csv(path, mode="a", header=not path.exists(), index=False)
 
 
 def print_table(label: str, by_run: list[list[pd.DataFrame]], target: float, rs_total: float, seeds: int) -> None:

@@ -54,7 +54,7 @@ def test_unknown_optimizer_and_parameter_are_refused_by_name():
     with pytest.raises(UnknownName, match=r"unknown optimizer 'bananas'; available: .*sms-emoa"):
         naslib_optimizer("bananas")
     with pytest.raises(UnknownName, match=r"unknown parameter of optimizer 'evolution' 'popsize'; available: "
-                                          r"population_size, sample_size"):
+                                          r"eta, population_size, sample_size"):
         naslib_optimizer("evolution", popsize=4)
     with pytest.raises(UnknownName, match=r"unknown moves 'graph' for optimizer 'bo'; available: naslib, table"):
         naslib_optimizer("bo", moves="graph")

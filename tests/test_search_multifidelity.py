@@ -16,6 +16,7 @@ from ecnas_plugin.search import Budget, Optimizer, Point, TabularSpace, load_spa
 from ecnas_plugin.energy.surrogates.features import CellBatch, nb101_feature_names, nb101_path_encoding, nb101_path_names
 from ecnas_plugin.search.model_based import expected_improvement, gp_predict, standardised
 from ecnas_plugin.search.multifidelity import EnergyHyperband, Hyperband
+from ecnas_plugin.search.optimizers import screening_rungs
 
 JOINT = "nb201-joint-flowers17-cpu"  # shipped in the package: 610 configurations, 10-epoch curves
 
@@ -230,12 +231,12 @@ def test_model_based_optimizers_search_the_table(name, joint):
     assert len(opt.history) == 25
 
 
-def median_step_energy(space, name: str, evaluations: int, column: str) -> float:
+def median_step_energy(space, name: str, evaluations: int, column: str, **params) -> float:
     """Median over 3 seeds of the mean ``column`` of a search's evaluations after its first 10."""
     per_seed = []
     for seed in range(3):
         rng = np.random.default_rng(seed)
-        trace = run_search(space, make_optimizer(name, space, rng), Budget(evaluations=evaluations), plain,
+        trace = run_search(space, make_optimizer(name, space, rng, **params), Budget(evaluations=evaluations), plain,
                            np.random.default_rng([seed, 1]))
         per_seed.append(trace[column].iloc[10:].mean())
     return float(np.median(per_seed))
@@ -287,15 +288,54 @@ def test_model_based_optimizers_search_a_small_space_to_its_end(shared_data):
 
 
 def test_energy_aware_evolution_with_one_candidate_is_regularized_evolution(space5):
-    traces = []
-    for name, params in (("evolution", {}), ("ea-evolution", {"candidates": 1})):
-        rng = np.random.default_rng(4)
-        traces.append(run_search(space5, make_optimizer(name, space5, rng, **params), Budget(evaluations=40), plain,
-                                 np.random.default_rng([4, 1])))
-    assert traces[0]["arch_key"].tolist() == traces[1]["arch_key"].tolist()
+    for eta in (None, 3):  # unscreened and screened alike
+        traces = []
+        for name, params in (("evolution", {"eta": eta}), ("ea-evolution", {"candidates": 1, "eta": eta})):
+            rng = np.random.default_rng(4)
+            traces.append(run_search(space5, make_optimizer(name, space5, rng, **params), Budget(evaluations=40),
+                                     plain, np.random.default_rng([4, 1])))
+        assert traces[0]["arch_key"].tolist() == traces[1]["arch_key"].tolist()
+
+
+def test_screened_evolution_starts_every_child_low_and_continues_the_best_of_each_rung(space5, joint):
+    """Each configuration starts at the lowest rung; about 1/eta of a rung continues, the better
+    ones (by the rung's accuracy), paying only the extra epochs."""
+    for space, eta in ((joint, 3), (space5, 2)):
+        rng = np.random.default_rng(7)
+        trace = run_search(space, make_optimizer("evolution", space, rng, eta=eta), Budget(evaluations=150), plain,
+                           np.random.default_rng([7, 1]))
+        budgets = list(space.budgets)
+        for key, runs in trace.groupby("arch_key"):
+            assert runs["epochs"].tolist() == budgets[:len(runs)], key  # rung by rung, from the lowest
+        for low, high in zip(budgets, budgets[1:]):
+            at_low = trace[trace["epochs"] == low].set_index("arch_key")
+            continued = at_low.index.isin(trace.loc[trace["epochs"] == high, "arch_key"])
+            assert 0.6 / eta < continued.mean() < 1.5 / eta, (space.name, low, continued.mean())
+            assert at_low["val_acc"][continued].median() > at_low["val_acc"][~continued].quantile(0.75)
+            later = trace[trace["epochs"] == high]
+            assert (later["charged_energy_kwh"] < 0.8 * later["train_energy_kwh"]).all()  # the extra epochs only
+
+
+def test_screening_rungs_are_budgets_eta_apart(space5):
+    assert screening_rungs([1, 3, 10], 3) == [1, 3, 10]
+    assert screening_rungs([4, 12, 36, 108], 3) == [4, 12, 36, 108]
+    assert screening_rungs([1, 2, 10], 3) == [2, 10]
+    assert screening_rungs([2, 4], 3) == [4] and screening_rungs([2, 4], 2) == [2, 4]
+    # one rung: no screening, the budget is a dimension the mutation moves (as without eta)
+    traces = [run_search(space5, make_optimizer("evolution", space5, np.random.default_rng(3), eta=eta),
+                         Budget(evaluations=40), plain, np.random.default_rng([3, 1]))["epochs"].tolist()
+              for eta in (None, 3)]
+    assert traces[0] == traces[1] and set(traces[0]) == {2, 4}
+
+
+def test_evolution_refuses_an_eta_below_two(space5):
+    with pytest.raises(ValueError, match=r"optimizer 'evolution': eta must be an integer >= 2 \(or null: no screening\), got 1"):
+        make_optimizer("evolution", space5, np.random.default_rng(0), eta=1)
 
 
 def test_energy_aware_evolution_trains_cheaper_children(joint):
-    """Same tournaments, but the cheapest of four children by predicted energy: each step costs less."""
-    assert (median_step_energy(joint, "ea-evolution", 60, "charged_energy_kwh")
-            < 0.85 * median_step_energy(joint, "evolution", 60, "charged_energy_kwh"))
+    """Same tournaments and screening, but the cheapest of four children by predicted energy: each
+    step costs less."""
+    for eta in (None, 3):
+        assert (median_step_energy(joint, "ea-evolution", 60, "charged_energy_kwh", eta=eta)
+                < 0.85 * median_step_energy(joint, "evolution", 60, "charged_energy_kwh", eta=eta))

@@ -23,8 +23,13 @@ tournament winner; random configurations while the population fills) and trains 
 log energy predicts cheapest (once 5 evaluations exist). Accuracy and energy are nearly
 uncorrelated among these spaces' configurations (correlation of accuracy with log energy 0.02 at
 EC-NAS 5V's and the joint table's top budget), so the cheapest of a few children is about as
-likely to be good as any, and each step costs less. A child that moves the budget is compared only
-with children at the same budget (the budget move stays the space's choice).
+likely to be good as any, and each step costs less. Its children are screened (``eta``, 3 by
+default; :class:`~ecnas_plugin.search.optimizers.RegularizedEvolution`): each starts at the lowest
+rung and continues only while in the top third of its rung, so a child that will not do costs only
+its cheapest rung (the joint table's epochs 1/3/10 are rungs; EC-NAS 5V's 2 and 4 are too close
+to screen: :func:`~ecnas_plugin.search.optimizers.screening_rungs`). Unscreened, a child that moves
+the budget is compared only with children at the same budget (the budget move stays the space's
+choice).
 
 The GP (squared-exponential kernel on standardised encodings, length scale and noise chosen by
 marginal likelihood on a small grid) is a few dozen lines of linear algebra on at most a few
@@ -208,10 +213,11 @@ class ParEgo(_ModelBased):
 
 
 class EnergyAwareEvolution(RegularizedEvolution):
-    """Regularized evolution that trains the cheapest of a few proposals: see the module docstring."""
+    """Regularized evolution that trains the cheapest of a few proposals, its children screened
+    at the lowest budget: see the module docstring."""
 
     name = "ea-evolution"
-    params = {"population_size": 10, "sample_size": 3, "candidates": 4}
+    params = {"population_size": 10, "sample_size": 3, "candidates": 4, "eta": 3}
     uses_energy = True
 
     def __init__(self, space: TabularSpace, rng: np.random.Generator, **params: object):
@@ -222,13 +228,15 @@ class EnergyAwareEvolution(RegularizedEvolution):
         self.history: list[Evaluation] = []
 
     def propose(self) -> Point:
-        first = super().propose()
+        if self.promotions:
+            return self.promotions.pop(0)
+        parent = self._tournament()
+        first = self._child(parent)
         if len(self.history) < 5 or self.candidates == 1:
             return first
-        mutating = len(self.population) >= self.population_size
         options = {first: None}
         for _ in range(self.candidates - 1):
-            p = self._mutate_fresh(self._parent) if mutating else self._fresh(None)
+            p = self._child(parent)
             if p.epochs == first.epochs:  # a budget move is the space's choice; compare like with like
                 options[p] = None
         if len(options) == 1:
@@ -237,10 +245,6 @@ class EnergyAwareEvolution(RegularizedEvolution):
         x, xc = standardised(model_inputs(self.space, [ev.point for ev in self.history]),
                              model_inputs(self.space, candidates))
         return candidates[int(np.argmin(predicted_kwh(self.history, x, xc)))]
-
-    def _mutate_fresh(self, parent: Point, tries: int = 20) -> Point:
-        self._parent = parent  # the tournament winner (set by the parent class's propose), for the other children
-        return super()._mutate_fresh(parent, tries)
 
     def observe(self, evaluation: Evaluation, score: float | None) -> None:
         super().observe(evaluation, score)

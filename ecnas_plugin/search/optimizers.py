@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import moocore
@@ -83,29 +83,89 @@ class RandomSearch(Optimizer):
 
 
 class RegularizedEvolution(Optimizer):
-    """Real et al. (2019): tournament selection, mutation, the oldest member dies."""
+    """Real et al. (2019): tournament selection, mutation, the oldest member dies.
+
+    With ``eta``, children are screened as in asynchronous successive halving (ASHA, Li et al.
+    2020) on the rungs :func:`screening_rungs` picks from the space's budgets: each new
+    configuration starts at the lowest rung and continues to the next only if its score is in the
+    top ``1/eta`` of the scores its rung has seen so far; only top-budget results join the
+    population, so tournaments compare like with like. A continuation pays only the extra epochs
+    where the data has the run's curve (``search.run``). Without ``eta``, or with one rung, the
+    budget is one more dimension a mutation may move.
+    """
 
     name = "evolution"
-    params = {"population_size": 10, "sample_size": 3}
+    params = {"population_size": 10, "sample_size": 3, "eta": None}
 
     def __init__(self, space: TabularSpace, rng: np.random.Generator, **params: object):
         super().__init__(space, rng, **params)
+        if not (self.eta is None or (isinstance(self.eta, int) and self.eta >= 2)):
+            raise ValueError(f"optimizer {self.name!r}: eta must be an integer >= 2 (or null: no screening), got {self.eta!r}")
         self.population: deque[tuple[Point, float]] = deque()
+        self.rungs = screening_rungs(space.budgets, self.eta) if self.eta is not None else [space.budgets[-1]]
+        self.screening = len(self.rungs) > 1
+        self.rung_scores: dict[int, list[float]] = {b: [] for b in self.rungs}
+        self.promotions: list[Point] = []  # screened children that earned the next budget
 
     def propose(self) -> Point:
+        if self.promotions:
+            return self.promotions.pop(0)
+        return self._child(self._tournament())
+
+    def _tournament(self) -> Point | None:
+        """The best of ``sample_size`` random members; None while the population fills."""
         if len(self.population) < self.population_size:
-            return self._fresh(None)
+            return None
         idx = self.rng.choice(len(self.population), size=min(self.sample_size, len(self.population)), replace=False)
-        parent = max((self.population[i] for i in idx), key=lambda p: p[1])[0]
-        return self._mutate_fresh(parent)
+        return max((self.population[i] for i in idx), key=lambda p: p[1])[0]
+
+    def _child(self, parent: Point | None) -> Point:
+        """A new point: a mutation of ``parent`` (a random point while there is none); screened,
+        a configuration not started yet, at the lowest rung."""
+        if not self.screening:
+            return self._fresh(None) if parent is None else self._mutate_fresh(parent)
+        low = self.rungs[0]
+        if parent is not None:
+            for _ in range(20):
+                child = Point(self.space.mutate(parent, self.rng).key, low)
+                if child not in self.seen:
+                    return child
+        for _ in range(1000):  # a configuration not started yet (rejection: most are, in a search)
+            child = Point(self.space.sample(self.rng, exclude=self.seen).key, low)
+            if child not in self.seen:
+                return child
+        return self._fresh(None)  # (nearly) every configuration started: any point not trained yet
 
     def observe(self, evaluation: Evaluation, score: float | None) -> None:
         super().observe(evaluation, score)
         if score is None:
             raise ValueError("regularized evolution needs a scalar objective value")
+        if self.screening and evaluation.point.epochs != self.rungs[-1]:
+            rung = self.rung_scores.get(evaluation.point.epochs)  # None: not a rung (a space used up)
+            if rung is not None:
+                rung.append(score)
+                if score >= np.quantile(rung, 1.0 - 1.0 / self.eta):
+                    later = Point(evaluation.key, self.rungs[self.rungs.index(evaluation.point.epochs) + 1])
+                    if later not in self.seen:
+                        self.promotions.append(later)
+            return
         self.population.append((evaluation.point, score))
         if len(self.population) > self.population_size:
             self.population.popleft()
+
+
+def screening_rungs(budgets: Sequence[int], eta: int) -> list[int]:
+    """The budgets successive halving screens at: the top one and, downwards, each budget at most
+    ``1/eta`` of the rung above it (Hyperband's geometric spacing). A closer budget saves too little
+    per child it stops for the good children it loses: on EC-NAS 5V (epoch 2 costs 53% of epoch
+    4's energy) screening there did not make ea-evolution reach random search's accuracy for less
+    (0.39 -> 0.34 kWh on one 40 seeds, 0.40 -> 0.49 on the next 40; bench_energy_to_target's
+    statistic), so 5V's 2 is skipped; the joint table's 1, 3, 10 are all rungs."""
+    rungs = [budgets[-1]]
+    for b in reversed(budgets[:-1]):
+        if rungs[0] >= eta * b:
+            rungs.insert(0, b)
+    return rungs
 
 
 class SmsEmoa(Optimizer):
