@@ -27,9 +27,9 @@ likely to be good as any, and each step costs less. Its children are screened (`
 default; :class:`~ecnas_plugin.search.optimizers.RegularizedEvolution`): each starts at the lowest
 rung and continues only while in the top third of its rung, so a child that will not do costs only
 its cheapest rung (the joint table's epochs 1/3/10 are rungs; EC-NAS 5V's 2 and 4 are too close
-to screen: :func:`~ecnas_plugin.search.optimizers.screening_rungs`). Unscreened, a child that moves
-the budget is compared only with children at the same budget (the budget move stays the space's
-choice).
+to screen, :func:`~ecnas_plugin.search.optimizers.screening_rungs`, so there every child trains at
+4 and is one of the four compared). Unscreened (``eta: null``), a child that moves the budget is
+compared only with children at the same budget (the budget move stays the space's choice).
 
 The GP (squared-exponential kernel on standardised encodings, length scale and noise chosen by
 marginal likelihood on a small grid) is a few dozen lines of linear algebra on at most a few

@@ -89,8 +89,9 @@ class RegularizedEvolution(Optimizer):
     2020) on the rungs :func:`screening_rungs` picks from the space's budgets: each new
     configuration starts at the lowest rung and continues to the next only if its score is in the
     top ``1/eta`` of the scores its rung has seen so far; only top-budget results join the
-    population, so tournaments compare like with like. A continuation pays only the extra epochs
-    where the data has the run's curve (``search.run``). Without ``eta``, or with one rung, the
+    population, so tournaments compare like with like, and a budget that is no rung is not
+    trained (with the top budget the only rung, every child trains at it). A continuation pays
+    only the extra epochs where the data has the run's curve (``search.run``). Without ``eta`` the
     budget is one more dimension a mutation may move.
     """
 
@@ -102,8 +103,8 @@ class RegularizedEvolution(Optimizer):
         if not (self.eta is None or (isinstance(self.eta, int) and self.eta >= 2)):
             raise ValueError(f"optimizer {self.name!r}: eta must be an integer >= 2 (or null: no screening), got {self.eta!r}")
         self.population: deque[tuple[Point, float]] = deque()
-        self.rungs = screening_rungs(space.budgets, self.eta) if self.eta is not None else [space.budgets[-1]]
-        self.screening = len(self.rungs) > 1
+        self.screening = self.eta is not None
+        self.rungs = screening_rungs(space.budgets, self.eta) if self.screening else [space.budgets[-1]]
         self.rung_scores: dict[int, list[float]] = {b: [] for b in self.rungs}
         self.promotions: list[Point] = []  # screened children that earned the next budget
 
@@ -158,9 +159,9 @@ def screening_rungs(budgets: Sequence[int], eta: int) -> list[int]:
     """The budgets successive halving screens at: the top one and, downwards, each budget at most
     ``1/eta`` of the rung above it (Hyperband's geometric spacing). A closer budget saves too little
     per child it stops for the good children it loses: on EC-NAS 5V (epoch 2 costs 53% of epoch
-    4's energy) screening there did not make ea-evolution reach random search's accuracy for less
+    4's energy) screening at 2 did not make ea-evolution reach random search's accuracy for less
     (0.39 -> 0.34 kWh on one 40 seeds, 0.40 -> 0.49 on the next 40; bench_energy_to_target's
-    statistic), so 5V's 2 is skipped; the joint table's 1, 3, 10 are all rungs."""
+    statistic), so 5V's 2 is no rung; the joint table's 1, 3, 10 all are."""
     rungs = [budgets[-1]]
     for b in reversed(budgets[:-1]):
         if rungs[0] >= eta * b:
